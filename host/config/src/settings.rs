@@ -1,0 +1,453 @@
+//! [`Settings`]: everything the binary needs, in one shape, whichever files
+//! it came from.
+//!
+//! Two sources:
+//! * the Fleetspeak pair `server.components.config` + `server.services.config`
+//!   (text format), read in the original's order: services file, components
+//!   file, then components validation, then services validation;
+//! * one Fleetgate TOML file ([`crate::toml`]).
+//!
+//! The database is resolved last: `--database` wins, then the file
+//! (`mysql_data_source_name` or `[database] url`), then
+//! `sqlite://<state_dir>/fleetgate.db`.
+
+use std::path::{Path, PathBuf};
+
+use fleetgate_pb::fleetspeak::components;
+use fleetgate_pb::fleetspeak::server::ServerConfig;
+
+use crate::error::ConfigError;
+use crate::flags::ServerFlags;
+use crate::{dsn, textproto, validate};
+
+/// Fleetspeak's default components config path.
+pub const DEFAULT_COMPONENTS_CONFIG: &str = "/etc/fleetspeak-server/server.components.config";
+/// Fleetspeak's default services config path.
+pub const DEFAULT_SERVICES_CONFIG: &str = "/etc/fleetspeak-server/server.services.config";
+/// Default for `--state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/fleetgate";
+/// File name of the default SQLite database inside the state directory.
+pub const DEFAULT_SQLITE_FILE: &str = "fleetgate.db";
+
+/// The validated configuration of one server process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Listeners and their options. `mysql_data_source_name` is kept as read
+    /// (empty for TOML); use [`Settings::database`] instead.
+    pub components: components::Config,
+    /// Services in install order, with defaults filled in
+    /// (`max_parallelism` ≥ 1, `broadcast_poll_time` always set, ≥ 1 s).
+    pub services: ServerConfig,
+    /// Where messages and clients are stored.
+    pub database: DatabaseSetting,
+    /// Directory for Fleetgate's own state (default SQLite database).
+    pub state_dir: PathBuf,
+    /// Which files these settings came from (for logs).
+    pub origin: Origin,
+}
+
+/// The files a [`Settings`] was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The Fleetspeak text-format pair.
+    TextFormat {
+        /// `--components_config`.
+        components: PathBuf,
+        /// `--services_config`.
+        services: PathBuf,
+    },
+    /// A Fleetgate TOML file.
+    Toml(PathBuf),
+}
+
+/// The datastore to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseSetting {
+    /// Embedded SQLite database file (created if missing).
+    Sqlite(PathBuf),
+    /// A MySQL/MariaDB server.
+    Mysql {
+        /// `mysql://…` URL for sqlx / sea-orm.
+        url: String,
+        /// `SET key=value` statements to run on every new connection (from
+        /// unrecognised DSN parameters), in order.
+        session_variables: Vec<(String, String)>,
+    },
+}
+
+impl DatabaseSetting {
+    /// Parses `sqlite://PATH`, `sqlite:PATH`, `mysql://…` or `mariadb://…`.
+    /// `origin` names the source in errors.
+    ///
+    /// `sqlite:///abs/path.db` is absolute, `sqlite://rel.db` relative to the
+    /// working directory; query parameters of SQLite URLs are dropped
+    /// ([`DatabaseSetting::url`] adds `mode=rwc`). MySQL URLs are kept
+    /// verbatim after a check that they name a host or a `socket`.
+    pub fn from_url(url: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |reason: &str| ConfigError::DatabaseUrl {
+            origin: origin.to_owned(),
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = path.split_once('?').map_or(path, |(p, _)| p);
+            if path.is_empty() {
+                return Err(invalid("no file name"));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if let Some(rest) = url
+            .strip_prefix("mysql://")
+            .or_else(|| url.strip_prefix("mariadb://"))
+        {
+            let authority = rest.split(['/', '?']).next().unwrap_or_default();
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if host.is_empty() && !rest.contains("socket=") {
+                return Err(invalid("no host"));
+            }
+            return Ok(Self::Mysql {
+                url: url.to_owned(),
+                session_variables: Vec::new(),
+            });
+        }
+        Err(invalid(
+            "expected sqlite://PATH or mysql://USER:PASSWORD@HOST:PORT/DATABASE",
+        ))
+    }
+
+    /// From a Fleetspeak `mysql_data_source_name`.
+    pub fn from_dsn(dsn: &str, origin: &str) -> Result<Self, ConfigError> {
+        let parsed = dsn::parse(dsn).map_err(|source| ConfigError::Dsn {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        Ok(Self::Mysql {
+            url: parsed.to_url(),
+            session_variables: parsed.params.session_variables,
+        })
+    }
+
+    /// The URL to hand to sea-orm (`?mode=rwc` makes SQLite create the file).
+    pub fn url(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}?mode=rwc", path.display()),
+            Self::Mysql { url, .. } => url.clone(),
+        }
+    }
+}
+
+/// Values from the command line that override the files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--database`.
+    pub database: Option<String>,
+    /// `--state_dir`.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Loads what the flags of `fleetgate server` point at: the TOML file of
+    /// `--config`, otherwise the text-format pair.
+    pub fn load(flags: &ServerFlags) -> Result<Self, ConfigError> {
+        let overrides = Overrides {
+            database: flags.database.clone(),
+            state_dir: flags.state_dir.clone(),
+        };
+        match &flags.config {
+            Some(_) if flags.text_paths_given => Err(ConfigError::Usage(
+                "--config cannot be combined with --components_config or --services_config".into(),
+            )),
+            Some(path) => Self::from_toml_file(path, &overrides),
+            None => {
+                Self::from_text_files(&flags.components_config, &flags.services_config, &overrides)
+            }
+        }
+    }
+
+    /// Reads and validates the Fleetspeak text-format pair.
+    pub fn from_text_files(
+        components: &Path,
+        services: &Path,
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let services_text = read(services)?;
+        let components_text = read(components)?;
+        Self::from_text(
+            components,
+            &components_text,
+            services,
+            &services_text,
+            overrides,
+        )
+    }
+
+    /// Like [`Settings::from_text_files`] with the contents already in memory
+    /// (`/dev/stdin`, tests). The paths only name the sources in errors.
+    pub fn from_text(
+        components_file: &Path,
+        components_text: &[u8],
+        services_file: &Path,
+        services_text: &[u8],
+        overrides: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let services = textproto::parse_services(services_file, services_text)?;
+        let components = textproto::parse_components(components_file, components_text)?;
+        let origin = Origin::TextFormat {
+            components: components_file.to_path_buf(),
+            services: services_file.to_path_buf(),
+        };
+        // With --database the file's datastore is not even parsed: the
+        // override is the way out of a broken DSN.
+        let from_file = if overrides.database.is_some() {
+            None
+        } else if components.mysql_data_source_name.is_empty() {
+            if components.spanner_config.is_some() {
+                return Err(ConfigError::Unsupported(format!(
+                    "{}: spanner_config is not supported by Fleetgate; set mysql_data_source_name, \
+                     pass --database, or remove spanner_config to use SQLite",
+                    components_file.display()
+                )));
+            }
+            None
+        } else {
+            let origin = format!("{}: mysql_data_source_name", components_file.display());
+            Some(DatabaseSetting::from_dsn(
+                &components.mysql_data_source_name,
+                &origin,
+            )?)
+        };
+        Self::assemble(components, services, from_file, None, overrides, origin)
+    }
+
+    /// Reads and validates a Fleetgate TOML file.
+    pub fn from_toml_file(path: &Path, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let text = read(path)?;
+        let text = String::from_utf8(text).map_err(|e| {
+            let valid = std::str::from_utf8(
+                e.as_bytes()
+                    .get(..e.utf8_error().valid_up_to())
+                    .unwrap_or_default(),
+            )
+            .unwrap_or_default();
+            let (line, column) = textproto::line_column(valid, valid.len());
+            ConfigError::from(crate::error::TomlError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                key: None,
+                message: "file is not valid UTF-8".into(),
+            })
+        })?;
+        Self::from_toml(path, &text, overrides)
+    }
+
+    /// Like [`Settings::from_toml_file`] with the text in memory. Relative
+    /// certificate paths are resolved against `path`'s directory.
+    pub fn from_toml(path: &Path, text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file = crate::toml::parse(path, text)?;
+        let origin = Origin::Toml(path.to_path_buf());
+        let from_file = match &file.database_url {
+            Some(url) if overrides.database.is_none() => {
+                let origin = format!("{}: database.url", path.display());
+                Some(DatabaseSetting::from_url(url, &origin)?)
+            }
+            _ => None,
+        };
+        Self::assemble(
+            file.components,
+            file.services,
+            from_file,
+            file.state_dir,
+            overrides,
+            origin,
+        )
+    }
+
+    fn assemble(
+        components: components::Config,
+        mut services: ServerConfig,
+        from_file: Option<DatabaseSetting>,
+        state_dir_from_file: Option<PathBuf>,
+        overrides: &Overrides,
+        origin: Origin,
+    ) -> Result<Self, ConfigError> {
+        validate::components(&components)?;
+        validate::services(&mut services)?;
+        let state_dir = overrides
+            .state_dir
+            .clone()
+            .or(state_dir_from_file)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        let database = match &overrides.database {
+            Some(url) => DatabaseSetting::from_url(url, "--database")?,
+            None => from_file
+                .unwrap_or_else(|| DatabaseSetting::Sqlite(state_dir.join(DEFAULT_SQLITE_FILE))),
+        };
+        Ok(Self {
+            components,
+            services,
+            database,
+            state_dir,
+            origin,
+        })
+    }
+
+    /// The broadcast refresh period (always set after validation).
+    pub fn broadcast_poll_time(&self) -> std::time::Duration {
+        self.services
+            .broadcast_poll_time
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .unwrap_or(validate::DEFAULT_BROADCAST_POLL_TIME)
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NO_OVERRIDES: Overrides = Overrides {
+        database: None,
+        state_dir: None,
+    };
+
+    fn text(components: &str, services: &str, o: &Overrides) -> Result<Settings, ConfigError> {
+        Settings::from_text(
+            Path::new("c.config"),
+            components.as_bytes(),
+            Path::new("s.config"),
+            services.as_bytes(),
+            o,
+        )
+    }
+
+    #[test]
+    fn database_resolution() {
+        let s = text("", "", &NO_OVERRIDES).expect("empty configs are valid");
+        assert_eq!(
+            s.database,
+            DatabaseSetting::Sqlite(PathBuf::from("/var/lib/fleetgate/fleetgate.db"))
+        );
+        assert_eq!(
+            s.database.url(),
+            "sqlite:///var/lib/fleetgate/fleetgate.db?mode=rwc"
+        );
+        assert_eq!(s.broadcast_poll_time(), std::time::Duration::from_secs(60));
+
+        let o = Overrides {
+            database: None,
+            state_dir: Some("/srv/fg".into()),
+        };
+        let s = text("", "", &o).expect("valid");
+        assert_eq!(
+            s.database,
+            DatabaseSetting::Sqlite("/srv/fg/fleetgate.db".into())
+        );
+
+        let dsn = r#"mysql_data_source_name: "fs:p@ss@tcp(db:3306)/fleetspeak?sql_mode=%27TRADITIONAL%27""#;
+        let s = text(dsn, "", &NO_OVERRIDES).expect("valid");
+        assert_eq!(
+            s.database,
+            DatabaseSetting::Mysql {
+                url: "mysql://fs:p%40ss@db:3306/fleetspeak?ssl-mode=DISABLED".into(),
+                session_variables: vec![("sql_mode".into(), "'TRADITIONAL'".into())],
+            }
+        );
+
+        let o = Overrides {
+            database: Some("sqlite:///tmp/x.db".into()),
+            state_dir: None,
+        };
+        let s = text(dsn, "", &o).expect("override wins");
+        assert_eq!(s.database, DatabaseSetting::Sqlite("/tmp/x.db".into()));
+        // The override also rescues a broken DSN.
+        let broken = r#"mysql_data_source_name: "no slash""#;
+        let s = text(broken, "", &o).expect("override wins");
+        assert_eq!(s.database, DatabaseSetting::Sqlite("/tmp/x.db".into()));
+    }
+
+    #[test]
+    fn bad_database_values() {
+        let err = text(r#"mysql_data_source_name: "u@tcp(h:1)""#, "", &NO_OVERRIDES)
+            .expect_err("no slash");
+        assert_eq!(
+            err.to_string(),
+            "c.config: mysql_data_source_name: invalid DSN: missing the slash separating the database name"
+        );
+        for bad in [
+            "postgres://x/y",
+            "sqlite://",
+            "mysql:///db",
+            "/var/lib/x.db",
+        ] {
+            let o = Overrides {
+                database: Some(bad.into()),
+                state_dir: None,
+            };
+            assert!(
+                matches!(text("", "", &o), Err(ConfigError::DatabaseUrl { .. })),
+                "{bad}"
+            );
+        }
+        let o = Overrides {
+            database: Some("mysql://u:p@localhost/db?socket=/run/mysqld.sock".into()),
+            state_dir: None,
+        };
+        assert!(text("", "", &o).is_ok());
+    }
+
+    #[test]
+    fn spanner_needs_an_alternative() {
+        let c = r#"spanner_config { project_id: "p" }"#;
+        assert!(matches!(
+            text(c, "", &NO_OVERRIDES),
+            Err(ConfigError::Unsupported(_))
+        ));
+        let o = Overrides {
+            database: Some("sqlite:///tmp/x.db".into()),
+            state_dir: None,
+        };
+        assert!(text(c, "", &o).is_ok());
+        let both = r#"spanner_config { project_id: "p" } mysql_data_source_name: "/db""#;
+        assert!(text(both, "", &NO_OVERRIDES).is_ok());
+    }
+
+    #[test]
+    fn services_file_is_parsed_first_and_validated_last() {
+        // Both files broken: the services parse error is reported.
+        let err = text("bogus: 1", "bogus: 1", &NO_OVERRIDES).expect_err("invalid");
+        assert!(err.to_string().starts_with("s.config:1:1:"), "{err}");
+        // Both invalid but parseable: components validation comes first.
+        let err = text(
+            "admin_config {}",
+            r#"services { name: "system" }"#,
+            &NO_OVERRIDES,
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "admin_config.listen_address can't be empty"
+        );
+    }
+
+    #[test]
+    fn config_flag_excludes_text_paths() {
+        let flags = ServerFlags::parse(["--config=/x.toml", "--components_config=/c"])
+            .expect("flags parse");
+        assert!(matches!(Settings::load(&flags), Err(ConfigError::Usage(_))));
+        let flags = ServerFlags::parse(["--services_config=/nonexistent/s"]).expect("flags parse");
+        match Settings::load(&flags) {
+            Err(ConfigError::Read { path, .. }) => assert_eq!(path, Path::new("/nonexistent/s")),
+            other => panic!("expected read error, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! Fleetgate's own settings file: one TOML file instead of Fleetspeak's two
+//! text-format files, mapped onto the same proto structs.
+//!
+//! ```toml
+//! state_dir = "/var/lib/fleetgate"     # default /var/lib/fleetgate
+//! broadcast_poll_time = "60s"          # Go duration; default 60s, minimum 1s
+//!
+//! [database]
+//! url = "mysql://fleetspeak:secret@127.0.0.1:3306/fleetspeak"   # or sqlite:///path
+//!
+//! [https]                              # client-facing listener
+//! listen_address = "0.0.0.0:4443"
+//! certificates_file = "server.crt"     # or certificates = "-----BEGIN CERTIFICATE-----…"
+//! key_file = "server.key"              # or key = "-----BEGIN EC PRIVATE KEY-----…"
+//! disable_streaming = false
+//! proxy_protocol = false
+//! required_label = ""
+//! enable_file_server_authorization = false
+//! frontend = "mtls"                    # https-header, https-header-checksum, cleartext-header,
+//!                                      # cleartext-header-checksum, cleartext-xfcc
+//! client_certificate_header = "…"      # header frontends only
+//! client_certificate_checksum_header = "…"   # checksum frontends only
+//!
+//! [admin]
+//! listen_address = "localhost:4444"
+//! [stats]
+//! address = "localhost:2112"
+//! [health]
+//! listen_address = "localhost:8080"
+//! [notifications]
+//! listen_address = "10.0.0.5:10000"
+//! public_address = "10.0.0.5:10000"
+//! use_http_notifier = false
+//!
+//! [[services]]
+//! name = "GRR"
+//! factory = "GRPC"                     # optional when a factory table is given
+//! max_parallelism = 100                # 0 or absent: 100
+//! [services.grpc]                      # or [services.cps] project topic,
+//! target = "localhost:11111"           # or [services.wasm] path config
+//! insecure = true
+//! cert_file = "/etc/fleetgate/grr-ca.pem"
+//! ```
+//!
+//! Unknown keys are errors. Relative file paths (`*_file`, `path`,
+//! `state_dir`, a relative `sqlite://` path) are relative to the TOML file's
+//! directory, so a configuration directory can be moved as a whole.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use ::toml::Spanned;
+use fleetgate_pb::fleetspeak::components::{self, frontend_config::FrontendMode};
+use fleetgate_pb::fleetspeak::server::{ServerConfig, ServiceConfig};
+use fleetgate_pb::fleetspeak::{cpsservice, grpcservice};
+use serde::Deserialize;
+
+use crate::duration::parse_go_duration;
+use crate::error::{ConfigError, TomlError};
+use crate::textproto::line_column;
+
+/// Config of a `WASM` service, packed into `ServiceConfig.config`.
+///
+/// Fleetspeak has no such type; its full name is
+/// `fleetgate.config.v1.WasmServiceConfig`. It is defined here until
+/// `proto/fleetgate` carries it (then text-format files can use it too).
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct WasmServiceConfig {
+    /// Path of the component (`.wasm`).
+    #[prost(string, tag = "1")]
+    pub path: String,
+    /// Opaque configuration handed to the plugin.
+    #[prost(string, tag = "2")]
+    pub config: String,
+}
+
+impl prost::Name for WasmServiceConfig {
+    const NAME: &'static str = "WasmServiceConfig";
+    const PACKAGE: &'static str = "fleetgate.config.v1";
+
+    fn type_url() -> String {
+        format!("type.googleapis.com/{}", Self::full_name())
+    }
+}
+
+/// A TOML file mapped onto the proto shapes (not yet validated).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TomlSettings {
+    /// Listener settings.
+    pub components: components::Config,
+    /// Services and broadcast poll time.
+    pub services: ServerConfig,
+    /// `[database] url`, relative SQLite paths already resolved.
+    pub database_url: Option<String>,
+    /// `state_dir`, resolved.
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToml {
+    state_dir: Option<PathBuf>,
+    broadcast_poll_time: Option<Spanned<String>>,
+    database: Option<DatabaseToml>,
+    https: Option<Spanned<HttpsToml>>,
+    admin: Option<AdminToml>,
+    stats: Option<StatsToml>,
+    health: Option<HealthToml>,
+    notifications: Option<NotificationsToml>,
+    #[serde(default)]
+    services: Vec<Spanned<ServiceToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseToml {
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpsToml {
+    listen_address: String,
+    certificates: Option<String>,
+    certificates_file: Option<PathBuf>,
+    key: Option<String>,
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    disable_streaming: bool,
+    #[serde(default)]
+    proxy_protocol: bool,
+    #[serde(default)]
+    required_label: String,
+    #[serde(default)]
+    enable_file_server_authorization: bool,
+    frontend: Option<Frontend>,
+    client_certificate_header: Option<String>,
+    client_certificate_checksum_header: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum Frontend {
+    Mtls,
+    HttpsHeader,
+    HttpsHeaderChecksum,
+    CleartextHeader,
+    CleartextHeaderChecksum,
+    CleartextXfcc,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminToml {
+    listen_address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsToml {
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthToml {
+    listen_address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationsToml {
+    #[serde(default)]
+    listen_address: String,
+    #[serde(default)]
+    public_address: String,
+    #[serde(default)]
+    use_http_notifier: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceToml {
+    name: String,
+    factory: Option<String>,
+    #[serde(default)]
+    max_parallelism: u32,
+    grpc: Option<GrpcToml>,
+    cps: Option<CpsToml>,
+    wasm: Option<WasmToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrpcToml {
+    target: String,
+    #[serde(default)]
+    insecure: bool,
+    cert_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CpsToml {
+    project: String,
+    topic: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WasmToml {
+    path: PathBuf,
+    #[serde(default)]
+    config: String,
+}
+
+/// Where relative paths are resolved and how errors are located.
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    base: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn error(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let (line, column) = line_column(self.text, span.start);
+        ConfigError::from(TomlError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            key: Some(key.into()),
+            message: message.into(),
+        })
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_relative() {
+            self.base.join(p)
+        } else {
+            p.to_path_buf()
+        }
+    }
+
+    /// Inline PEM or the contents of a file; `None` if neither is given.
+    fn pem(
+        &self,
+        span: &Range<usize>,
+        key: &str,
+        inline: Option<String>,
+        file: Option<&Path>,
+    ) -> Result<Option<String>, ConfigError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(self.error(
+                span.clone(),
+                format!("https.{key}"),
+                format!("set either {key} or {key}_file, not both"),
+            )),
+            (Some(pem), None) => Ok(Some(pem)),
+            (None, Some(path)) => {
+                let path = self.resolve(path);
+                let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                String::from_utf8(bytes).map(Some).map_err(|_| {
+                    self.error(
+                        span.clone(),
+                        format!("https.{key}_file"),
+                        format!("{} is not a PEM text file", path.display()),
+                    )
+                })
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Parses a Fleetgate TOML file. `path` names it in errors and is the base
+/// of relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
+    let file: FileToml = ::toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let (line, column) = line_column(text, span.start);
+        ConfigError::from(TomlError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            key: key_at(text, span.start),
+            message: e.message().to_owned(),
+        })
+    })?;
+    let ctx = Ctx {
+        file: path,
+        text,
+        base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let mut components = components::Config {
+        admin_config: file.admin.map(|a| components::AdminConfig {
+            listen_address: a.listen_address,
+        }),
+        stats_config: file
+            .stats
+            .map(|s| components::StatsConfig { address: s.address }),
+        health_check_config: file.health.map(|h| components::HealthCheckConfig {
+            listen_address: h.listen_address,
+        }),
+        ..Default::default()
+    };
+    if let Some(n) = file.notifications {
+        components.notification_listen_address = n.listen_address;
+        components.notification_public_address = n.public_address;
+        components.notification_use_http_notifier = n.use_http_notifier;
+    }
+    if let Some(https) = file.https {
+        let span = https.span();
+        let https = https.into_inner();
+        components.proxy_protocol = https.proxy_protocol;
+        components.required_label.clone_from(&https.required_label);
+        components.https_config = Some(https_config(&ctx, &span, https)?);
+    }
+    let broadcast_poll_time = match file.broadcast_poll_time {
+        None => None,
+        Some(s) => {
+            let span = s.span();
+            let d = parse_go_duration(s.get_ref())
+                .map_err(|e| ctx.error(span, "broadcast_poll_time", e))?;
+            prost_types::Duration::try_from(d).ok()
+        }
+    };
+    let services = file
+        .services
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| service(&ctx, i, s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let database_url = file.database.map(|d| resolve_sqlite(&ctx, d.url));
+    Ok(TomlSettings {
+        components,
+        services: ServerConfig {
+            services,
+            broadcast_poll_time,
+        },
+        database_url,
+        state_dir: file.state_dir.map(|p| ctx.resolve(&p)),
+    })
+}
+
+fn resolve_sqlite(ctx: &Ctx<'_>, url: String) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return url;
+    };
+    if rest.is_empty() || rest.starts_with('/') || rest.starts_with(":memory:") {
+        return url;
+    }
+    format!("sqlite://{}", ctx.resolve(Path::new(rest)).display())
+}
+
+fn https_config(
+    ctx: &Ctx<'_>,
+    span: &Range<usize>,
+    h: HttpsToml,
+) -> Result<components::HttpsConfig, ConfigError> {
+    let certificates = ctx.pem(
+        span,
+        "certificates",
+        h.certificates,
+        h.certificates_file.as_deref(),
+    )?;
+    let key = ctx.pem(span, "key", h.key, h.key_file.as_deref())?;
+    let header = h.client_certificate_header;
+    let checksum = h.client_certificate_checksum_header;
+    let frontend = h.frontend;
+    let needs_header = !matches!(frontend, None | Some(Frontend::Mtls));
+    let needs_checksum = matches!(
+        frontend,
+        Some(Frontend::HttpsHeaderChecksum | Frontend::CleartextHeaderChecksum)
+    );
+    let missing = |key: &str| {
+        ctx.error(
+            span.clone(),
+            format!("https.{key}"),
+            format!("{key} is required by this frontend"),
+        )
+    };
+    let unused = |key: &str| {
+        ctx.error(
+            span.clone(),
+            format!("https.{key}"),
+            format!("{key} is not used by this frontend"),
+        )
+    };
+    let header = match (needs_header, header) {
+        (true, Some(v)) if !v.is_empty() => v,
+        (true, _) => return Err(missing("client_certificate_header")),
+        (false, Some(_)) => return Err(unused("client_certificate_header")),
+        (false, None) => String::new(),
+    };
+    let checksum = match (needs_checksum, checksum) {
+        (true, Some(v)) if !v.is_empty() => v,
+        (true, _) => return Err(missing("client_certificate_checksum_header")),
+        (false, Some(_)) => return Err(unused("client_certificate_checksum_header")),
+        (false, None) => String::new(),
+    };
+    let mode = frontend.map(|frontend| match frontend {
+        Frontend::Mtls => FrontendMode::MtlsConfig(components::MTlsConfig {}),
+        Frontend::HttpsHeader => FrontendMode::HttpsHeaderConfig(components::HttpsHeaderConfig {
+            client_certificate_header: header,
+        }),
+        Frontend::HttpsHeaderChecksum => {
+            FrontendMode::HttpsHeaderChecksumConfig(components::HttpsHeaderChecksumConfig {
+                client_certificate_header: header,
+                client_certificate_checksum_header: checksum,
+            })
+        }
+        Frontend::CleartextHeader => {
+            FrontendMode::CleartextHeaderConfig(components::CleartextHeaderConfig {
+                client_certificate_header: header,
+            })
+        }
+        Frontend::CleartextHeaderChecksum => {
+            FrontendMode::CleartextHeaderChecksumConfig(components::CleartextHeaderChecksumConfig {
+                client_certificate_header: header,
+                client_certificate_checksum_header: checksum,
+            })
+        }
+        Frontend::CleartextXfcc => {
+            FrontendMode::CleartextXfccConfig(components::CleartextXfccConfig {
+                client_certificate_header: header,
+            })
+        }
+    });
+    Ok(components::HttpsConfig {
+        listen_address: h.listen_address,
+        certificates: certificates.unwrap_or_default(),
+        key: key.unwrap_or_default(),
+        disable_streaming: h.disable_streaming,
+        frontend_config: mode.map(|m| components::FrontendConfig {
+            frontend_mode: Some(m),
+        }),
+        enable_file_server_authorization: h.enable_file_server_authorization,
+    })
+}
+
+fn service(
+    ctx: &Ctx<'_>,
+    index: usize,
+    s: Spanned<ServiceToml>,
+) -> Result<ServiceConfig, ConfigError> {
+    let span = s.span();
+    let s = s.into_inner();
+    let key = format!("services[{index}]");
+    let mut tables = Vec::new();
+    if let Some(g) = s.grpc {
+        let config = grpcservice::Config {
+            target: g.target,
+            insecure: g.insecure,
+            cert_file: g
+                .cert_file
+                .map(|p| ctx.resolve(&p).display().to_string())
+                .unwrap_or_default(),
+        };
+        tables.push(("grpc", "GRPC", fleetgate_pb::any::pack(&config)));
+    }
+    if let Some(c) = s.cps {
+        let config = cpsservice::Config {
+            project: c.project,
+            topic: c.topic,
+        };
+        tables.push(("cps", "CPS", fleetgate_pb::any::pack(&config)));
+    }
+    if let Some(w) = s.wasm {
+        let config = WasmServiceConfig {
+            path: ctx.resolve(&w.path).display().to_string(),
+            config: w.config,
+        };
+        tables.push(("wasm", "WASM", fleetgate_pb::any::pack(&config)));
+    }
+    if tables.len() > 1 {
+        let names: Vec<String> = tables
+            .iter()
+            .map(|(t, _, _)| format!("[services.{t}]"))
+            .collect();
+        return Err(ctx.error(
+            span,
+            key,
+            format!("give only one factory table, found {}", names.join(", ")),
+        ));
+    }
+    let table = tables.pop();
+    let factory = match (s.factory, &table) {
+        (Some(f), Some((t, expected, _))) if f != *expected => {
+            return Err(ctx.error(
+                span,
+                format!("{key}.factory"),
+                format!("factory {f:?} does not match [services.{t}] (factory {expected:?})"),
+            ));
+        }
+        (Some(f), _) => f,
+        (None, Some((_, expected, _))) => (*expected).to_owned(),
+        (None, None) => {
+            return Err(ctx.error(
+                span,
+                format!("{key}.factory"),
+                "factory is required without a [services.grpc], [services.cps] or [services.wasm] table",
+            ));
+        }
+    };
+    Ok(ServiceConfig {
+        name: s.name,
+        factory,
+        max_parallelism: s.max_parallelism,
+        config: table.map(|(_, _, any)| any),
+    })
+}
+
+/// Dotted key at byte `offset`: the table header in force plus the key on
+/// that line (best effort; `None` if nothing recognisable).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut header: Option<String> = None;
+    let mut array_counts: std::collections::HashMap<String, usize> = Default::default();
+    let mut line_start = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        let line_end = line_start + line.len();
+        let on_error_line = offset >= line_start && offset < line_end.max(line_start + 1);
+        if let Some(name) = trimmed
+            .strip_prefix("[[")
+            .and_then(|t| t.split("]]").next())
+        {
+            let name = name.trim().to_owned();
+            let n = array_counts.entry(name.clone()).or_default();
+            header = Some(format!("{name}[{n}]"));
+            *n += 1;
+        } else if let Some(name) = trimmed.strip_prefix('[').and_then(|t| t.split(']').next()) {
+            let name = name.trim();
+            // `[services.grpc]` belongs to the latest `[[services]]`.
+            let prefix = array_counts
+                .iter()
+                .filter(|(a, _)| name.starts_with(&format!("{a}.")))
+                .max_by_key(|(a, _)| a.len())
+                .map(|(a, n)| (a.clone(), n.saturating_sub(1)));
+            header = Some(match prefix {
+                Some((a, n)) => format!("{a}[{n}]{}", &name[a.len()..]),
+                None => name.to_owned(),
+            });
+        }
+        if on_error_line {
+            let key = trimmed
+                .split_once('=')
+                .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+                .filter(|k| !k.is_empty() && !k.starts_with('['));
+            return match (header, key) {
+                (Some(h), Some(k)) => Some(format!("{h}.{k}")),
+                (None, Some(k)) => Some(k),
+                (h, None) => h,
+            };
+        }
+        line_start = line_end;
+    }
+    header
+}
+
+#[cfg(test)]
+mod tests;

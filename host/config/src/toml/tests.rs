@@ -1,0 +1,257 @@
+use super::*;
+use fleetgate_pb::fleetspeak::grpcservice;
+
+fn parse_str(text: &str) -> Result<TomlSettings, ConfigError> {
+    parse(Path::new("/etc/fleetgate/fleetgate.toml"), text)
+}
+
+fn toml_error(r: Result<TomlSettings, ConfigError>) -> TomlError {
+    match r {
+        Err(ConfigError::Toml(e)) => *e,
+        Err(other) => panic!("expected a TOML error, got {other}"),
+        Ok(_) => panic!("expected a TOML error, got success"),
+    }
+}
+
+#[test]
+fn empty_file_is_all_defaults() {
+    let s = parse_str("").expect("valid");
+    assert_eq!(s, TomlSettings::default());
+}
+
+#[test]
+fn full_mapping() {
+    let s = parse_str(
+        r#"
+state_dir = "state"
+broadcast_poll_time = "1m30s"
+[database]
+url = "sqlite://db/fleetgate.db"
+[https]
+listen_address = ":4443"
+certificates = "CERT"
+key = "KEY"
+disable_streaming = true
+proxy_protocol = true
+required_label = "linux"
+frontend = "https-header-checksum"
+client_certificate_header = "ssl-client-cert"
+client_certificate_checksum_header = "ssl-client-cert-checksum"
+[admin]
+listen_address = "localhost:4444"
+[stats]
+address = ":2112"
+[health]
+listen_address = ":8080"
+[notifications]
+listen_address = ":10000"
+public_address = "10.0.0.5:10000"
+use_http_notifier = true
+
+[[services]]
+name = "GRR"
+max_parallelism = 7
+[services.grpc]
+target = "localhost:11111"
+cert_file = "ca.pem"
+
+[[services]]
+name = "drop"
+factory = "NOOP"
+
+[[services]]
+name = "pubsub"
+cps = { project = "p", topic = "t" }
+
+[[services]]
+name = "saver"
+[services.wasm]
+path = "/usr/lib/fleetgate/saver.wasm"
+config = "x=1"
+"#,
+    )
+    .expect("valid");
+    assert_eq!(s.state_dir, Some(PathBuf::from("/etc/fleetgate/state")));
+    assert_eq!(
+        s.database_url.as_deref(),
+        Some("sqlite:///etc/fleetgate/db/fleetgate.db")
+    );
+    let c = &s.components;
+    assert!(c.proxy_protocol);
+    assert_eq!(c.required_label, "linux");
+    assert_eq!(c.notification_listen_address, ":10000");
+    assert_eq!(c.notification_public_address, "10.0.0.5:10000");
+    assert!(c.notification_use_http_notifier);
+    assert_eq!(
+        c.admin_config.as_ref().map(|a| a.listen_address.as_str()),
+        Some("localhost:4444")
+    );
+    assert_eq!(
+        c.stats_config.as_ref().map(|a| a.address.as_str()),
+        Some(":2112")
+    );
+    assert_eq!(
+        c.health_check_config
+            .as_ref()
+            .map(|a| a.listen_address.as_str()),
+        Some(":8080")
+    );
+    let h = c.https_config.as_ref().expect("https");
+    assert_eq!(
+        (
+            h.listen_address.as_str(),
+            h.certificates.as_str(),
+            h.key.as_str()
+        ),
+        (":4443", "CERT", "KEY")
+    );
+    assert!(h.disable_streaming);
+    assert_eq!(
+        h.frontend_config
+            .as_ref()
+            .and_then(|f| f.frontend_mode.clone()),
+        Some(FrontendMode::HttpsHeaderChecksumConfig(
+            components::HttpsHeaderChecksumConfig {
+                client_certificate_header: "ssl-client-cert".into(),
+                client_certificate_checksum_header: "ssl-client-cert-checksum".into(),
+            }
+        ))
+    );
+    assert_eq!(
+        s.services.broadcast_poll_time,
+        Some(prost_types::Duration {
+            seconds: 90,
+            nanos: 0
+        })
+    );
+    let svc = &s.services.services;
+    let names: Vec<(&str, &str, u32)> = svc
+        .iter()
+        .map(|s| (s.name.as_str(), s.factory.as_str(), s.max_parallelism))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("GRR", "GRPC", 7),
+            ("drop", "NOOP", 0),
+            ("pubsub", "CPS", 0),
+            ("saver", "WASM", 0)
+        ]
+    );
+    let grpc: grpcservice::Config =
+        fleetgate_pb::any::unpack(svc[0].config.as_ref().expect("config")).expect("grpc");
+    assert_eq!(grpc.target, "localhost:11111");
+    assert_eq!(grpc.cert_file, "/etc/fleetgate/ca.pem");
+    assert_eq!(svc[1].config, None);
+    let cps: cpsservice::Config =
+        fleetgate_pb::any::unpack(svc[2].config.as_ref().expect("config")).expect("cps");
+    assert_eq!((cps.project.as_str(), cps.topic.as_str()), ("p", "t"));
+    let wasm_any = svc[3].config.as_ref().expect("config");
+    assert_eq!(
+        wasm_any.type_url,
+        "type.googleapis.com/fleetgate.config.v1.WasmServiceConfig"
+    );
+    let wasm: WasmServiceConfig = fleetgate_pb::any::unpack(wasm_any).expect("wasm");
+    assert_eq!(wasm.path, "/usr/lib/fleetgate/saver.wasm");
+    assert_eq!(wasm.config, "x=1");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_position_and_key() {
+    let e = toml_error(parse_str(
+        "[https]\nlisten_address = \":1\"\nlisten_adress = \":2\"\n",
+    ));
+    assert_eq!((e.line, e.column), (3, 1));
+    assert_eq!(e.key.as_deref(), Some("https.listen_adress"));
+    assert!(e.message.contains("unknown field `listen_adress`"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/fleetgate/fleetgate.toml:3:1: https.listen_adress: unknown field"),
+        "{e}"
+    );
+
+    let e = toml_error(parse_str(
+        "[[services]]\nname = \"a\"\nfactory = \"NOOP\"\n[[services]]\nname = \"b\"\n[services.grpc]\ntarget = \"t\"\ninsecur = true\n",
+    ));
+    assert_eq!(e.line, 8);
+    assert_eq!(e.key.as_deref(), Some("services[1].grpc.insecur"));
+
+    let e = toml_error(parse_str("databse = 1\n"));
+    assert_eq!((e.line, e.key.as_deref()), (1, Some("databse")));
+}
+
+#[test]
+fn type_errors_name_the_key() {
+    let e = toml_error(parse_str(
+        "[https]\nlisten_address = \":1\"\ndisable_streaming = \"yes\"\n",
+    ));
+    assert_eq!(e.line, 3);
+    assert_eq!(e.key.as_deref(), Some("https.disable_streaming"));
+    let e = toml_error(parse_str("[admin]\n"));
+    assert!(e.message.contains("listen_address"), "{e}");
+    let e = toml_error(parse_str(
+        "[https]\nlisten_address = \":1\"\nfrontend = \"tls\"\n",
+    ));
+    assert_eq!(e.key.as_deref(), Some("https.frontend"));
+    let e = toml_error(parse_str("broadcast_poll_time = \"1\"\n"));
+    assert_eq!((e.line, e.column), (1, 23));
+    assert_eq!(e.key.as_deref(), Some("broadcast_poll_time"));
+    let e = toml_error(parse_str("[https\n"));
+    assert_eq!(e.line, 1);
+}
+
+#[test]
+fn https_rules() {
+    let e = toml_error(parse_str(
+        "[https]\nlisten_address = \":1\"\ncertificates = \"x\"\ncertificates_file = \"y\"\n",
+    ));
+    assert_eq!(e.key.as_deref(), Some("https.certificates"));
+    assert_eq!(e.line, 1);
+    let e = toml_error(parse_str(
+        "[https]\nlisten_address = \":1\"\nfrontend = \"cleartext-xfcc\"\n",
+    ));
+    assert_eq!(e.key.as_deref(), Some("https.client_certificate_header"));
+    let e = toml_error(parse_str(
+        "[https]\nlisten_address = \":1\"\nfrontend = \"https-header-checksum\"\nclient_certificate_header = \"h\"\n",
+    ));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("https.client_certificate_checksum_header")
+    );
+    let e = toml_error(parse_str(
+        "[https]\nlisten_address = \":1\"\nclient_certificate_header = \"h\"\n",
+    ));
+    assert!(e.message.contains("not used"), "{e}");
+    match parse_str("[https]\nlisten_address = \":1\"\nkey_file = \"/nonexistent/k.pem\"\n") {
+        Err(ConfigError::Read { path, .. }) => assert_eq!(path, Path::new("/nonexistent/k.pem")),
+        other => panic!("expected a read error, got {other:?}"),
+    }
+}
+
+#[test]
+fn service_factory_rules() {
+    let e = toml_error(parse_str("[[services]]\nname = \"a\"\n"));
+    assert_eq!(e.key.as_deref(), Some("services[0].factory"));
+    let e = toml_error(parse_str(
+        "[[services]]\nname = \"a\"\nfactory = \"NOOP\"\n\n[[services]]\nname = \"b\"\nfactory = \"CPS\"\ngrpc = { target = \"t\" }\n",
+    ));
+    assert_eq!(e.key.as_deref(), Some("services[1].factory"));
+    assert_eq!(e.line, 5);
+    let e = toml_error(parse_str(
+        "[[services]]\nname = \"a\"\ngrpc = { target = \"t\" }\ncps = { project = \"p\", topic = \"t\" }\n",
+    ));
+    assert!(e.message.contains("only one factory table"), "{e}");
+    // A custom factory without a table is passed through for the runtime.
+    let s = parse_str("[[services]]\nname = \"a\"\nfactory = \"CUSTOM\"\n").expect("valid");
+    assert_eq!(s.services.services[0].factory, "CUSTOM");
+}
+
+#[test]
+fn key_at_tracks_headers() {
+    let text = "a = 1\n[x]\nb = 2\n[[s]]\n[[s]]\n[s.g]\nc = 3\n";
+    let at = |needle: &str| text.find(needle).map(|o| key_at(text, o)).expect("needle");
+    assert_eq!(at("a ="), Some("a".into()));
+    assert_eq!(at("b ="), Some("x.b".into()));
+    assert_eq!(at("c ="), Some("s[1].g.c".into()));
+    assert_eq!(at("[s.g]"), Some("s[1].g".into()));
+}

@@ -1,0 +1,250 @@
+//! Checks and defaults applied after parsing, in the original server's order
+//! (server.md §1.2, §5.2, config.md §2.1).
+//!
+//! Deliberate differences from Fleetspeak:
+//! * no datastore setting is not an error: Fleetgate falls back to SQLite
+//!   (resolved in [`crate::settings`]);
+//! * two services with one name are an error (the original silently replaced
+//!   the first and left it running);
+//! * `broadcast_poll_time` below one second is raised to one second (the
+//!   original would spin).
+//!
+//! Factories and their configs are checked by the runtime that builds the
+//! services, not here.
+
+use fleetgate_pb::fleetspeak::components::{self, frontend_config::FrontendMode};
+use fleetgate_pb::fleetspeak::server::ServerConfig;
+use std::collections::HashSet;
+
+use crate::error::ValidationError;
+
+/// `max_parallelism` used when a service config says 0.
+pub const DEFAULT_MAX_PARALLELISM: u32 = 100;
+/// `broadcast_poll_time` used when the services config has none.
+pub const DEFAULT_BROADCAST_POLL_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// Smallest accepted `broadcast_poll_time`.
+pub const MIN_BROADCAST_POLL_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+/// Service names the server reserves.
+pub const RESERVED_SERVICE_NAMES: [&str; 3] = ["", "system", "client"];
+
+/// True if the HTTPS listener serves plain HTTP (a cleartext frontend mode
+/// behind a TLS-terminating proxy).
+pub fn is_cleartext(https: &components::HttpsConfig) -> bool {
+    matches!(
+        https
+            .frontend_config
+            .as_ref()
+            .and_then(|f| f.frontend_mode.as_ref()),
+        Some(
+            FrontendMode::CleartextHeaderConfig(_)
+                | FrontendMode::CleartextHeaderChecksumConfig(_)
+                | FrontendMode::CleartextXfccConfig(_)
+        )
+    )
+}
+
+/// Validates a components config: listener sections first, then admin.
+pub fn components(config: &components::Config) -> Result<(), ValidationError> {
+    if let Some(https) = &config.https_config {
+        if is_cleartext(https) {
+            if https.listen_address.is_empty() {
+                return Err(ValidationError::HttpIncomplete);
+            }
+        } else if https.listen_address.is_empty()
+            || https.certificates.is_empty()
+            || https.key.is_empty()
+        {
+            return Err(ValidationError::HttpsIncomplete);
+        }
+    }
+    if config
+        .admin_config
+        .as_ref()
+        .is_some_and(|admin| admin.listen_address.is_empty())
+    {
+        return Err(ValidationError::AdminAddressEmpty);
+    }
+    Ok(())
+}
+
+/// Validates a services config in file order and fills in its defaults:
+/// `max_parallelism` 0 → 100, `broadcast_poll_time` absent → 60 s, below
+/// 1 s → 1 s.
+pub fn services(config: &mut ServerConfig) -> Result<(), ValidationError> {
+    let mut names = HashSet::new();
+    for service in &mut config.services {
+        if RESERVED_SERVICE_NAMES.contains(&service.name.as_str()) {
+            return Err(ValidationError::IllegalServiceName(service.name.clone()));
+        }
+        if !names.insert(service.name.clone()) {
+            return Err(ValidationError::DuplicateServiceName(service.name.clone()));
+        }
+        if service.max_parallelism == 0 {
+            service.max_parallelism = DEFAULT_MAX_PARALLELISM;
+        }
+    }
+    let poll = match &config.broadcast_poll_time {
+        None => DEFAULT_BROADCAST_POLL_TIME,
+        Some(d) => std::time::Duration::try_from(*d)
+            .unwrap_or_default()
+            .max(MIN_BROADCAST_POLL_TIME),
+    };
+    config.broadcast_poll_time = prost_types::Duration::try_from(poll).ok();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleetgate_pb::fleetspeak::components::{
+        AdminConfig, CleartextXfccConfig, FrontendConfig, HttpsConfig,
+    };
+    use fleetgate_pb::fleetspeak::server::ServiceConfig;
+
+    fn https(listen: &str, certs: &str, key: &str) -> HttpsConfig {
+        HttpsConfig {
+            listen_address: listen.into(),
+            certificates: certs.into(),
+            key: key.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn https_needs_address_certificates_and_key() {
+        for (l, c, k) in [("", "c", "k"), ("a:1", "", "k"), ("a:1", "c", "")] {
+            let config = components::Config {
+                https_config: Some(https(l, c, k)),
+                ..Default::default()
+            };
+            let err = components(&config).expect_err("incomplete https_config");
+            assert_eq!(
+                err.to_string(),
+                "https_config requires listen_address, certificates and key"
+            );
+        }
+        let ok = components::Config {
+            https_config: Some(https("a:1", "c", "k")),
+            ..Default::default()
+        };
+        assert_eq!(components(&ok), Ok(()));
+    }
+
+    #[test]
+    fn cleartext_needs_only_address() {
+        let mut h = https("", "", "");
+        h.frontend_config = Some(FrontendConfig {
+            frontend_mode: Some(FrontendMode::CleartextXfccConfig(CleartextXfccConfig {
+                client_certificate_header: "x-forwarded-client-cert".into(),
+            })),
+        });
+        let mut config = components::Config {
+            https_config: Some(h),
+            ..Default::default()
+        };
+        assert_eq!(
+            components(&config).map_err(|e| e.to_string()),
+            Err("http_config requires listen_address".to_owned())
+        );
+        if let Some(h) = config.https_config.as_mut() {
+            h.listen_address = ":8080".into();
+        }
+        assert_eq!(components(&config), Ok(()));
+    }
+
+    #[test]
+    fn https_is_checked_before_admin() {
+        let config = components::Config {
+            https_config: Some(https("", "", "")),
+            admin_config: Some(AdminConfig::default()),
+            ..Default::default()
+        };
+        assert_eq!(components(&config), Err(ValidationError::HttpsIncomplete));
+        let config = components::Config {
+            admin_config: Some(AdminConfig::default()),
+            ..Default::default()
+        };
+        assert_eq!(
+            components(&config).map_err(|e| e.to_string()),
+            Err("admin_config.listen_address can't be empty".to_owned())
+        );
+    }
+
+    #[test]
+    fn nothing_configured_is_valid() {
+        // Neither listener nor datastore: accepted (SQLite fallback).
+        assert_eq!(components(&components::Config::default()), Ok(()));
+    }
+
+    fn service(name: &str, max: u32) -> ServiceConfig {
+        ServiceConfig {
+            name: name.into(),
+            factory: "NOOP".into(),
+            max_parallelism: max,
+            config: None,
+        }
+    }
+
+    #[test]
+    fn service_names_and_defaults() {
+        for bad in ["", "system", "client"] {
+            let mut config = ServerConfig {
+                services: vec![service("GRR", 0), service(bad, 0)],
+                broadcast_poll_time: None,
+            };
+            assert_eq!(
+                services(&mut config).map_err(|e| e.to_string()),
+                Err(format!("illegal service name [{bad}]"))
+            );
+        }
+        let mut dup = ServerConfig {
+            services: vec![service("GRR", 0), service("GRR", 5)],
+            broadcast_poll_time: None,
+        };
+        assert_eq!(
+            services(&mut dup),
+            Err(ValidationError::DuplicateServiceName("GRR".into()))
+        );
+        // `server` is not reserved, whatever the proto comment says.
+        let mut ok = ServerConfig {
+            services: vec![service("server", 0), service("b", 7)],
+            broadcast_poll_time: None,
+        };
+        assert_eq!(services(&mut ok), Ok(()));
+        let max: Vec<u32> = ok.services.iter().map(|s| s.max_parallelism).collect();
+        assert_eq!(max, [100, 7]);
+        assert_eq!(
+            ok.broadcast_poll_time,
+            Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0
+            })
+        );
+    }
+
+    #[test]
+    fn broadcast_poll_time_is_clamped() {
+        for (given, want) in [
+            ((0, 0), 1),
+            ((0, 500_000_000), 1),
+            ((-5, 0), 1),
+            ((7, 0), 7),
+        ] {
+            let mut config = ServerConfig {
+                services: vec![],
+                broadcast_poll_time: Some(prost_types::Duration {
+                    seconds: given.0,
+                    nanos: given.1,
+                }),
+            };
+            assert_eq!(services(&mut config), Ok(()));
+            assert_eq!(
+                config.broadcast_poll_time,
+                Some(prost_types::Duration {
+                    seconds: want,
+                    nanos: 0
+                })
+            );
+        }
+    }
+}

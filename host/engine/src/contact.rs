@@ -1,0 +1,218 @@
+//! The engine's side of the frontend contract: one contact at a time (client-lifecycle.md §1).
+
+use std::sync::Arc;
+
+use fleetgate_pb::fleetspeak::{ContactData, Label, Message, WrappedContactData};
+use fleetgate_store::{ClientData, ContactRecord, StoreError};
+use fleetgate_types::contact::{Contact, ContactError, ContactHandler, FileContent, StreamSession};
+use fleetgate_types::{ClientId, ContactId};
+use prost::Message as _;
+use tokio::sync::Mutex;
+
+use crate::Engine;
+use crate::delivery::{MAX_BATCH, Tokens};
+use crate::registry::StreamSignal;
+
+/// More messages than this in one contact is an error, as in the original.
+pub const MAX_MESSAGES_PER_CONTACT: usize = 100;
+
+/// What the first part of every contact established.
+struct Established {
+    client: ClientId,
+    blacklisted: bool,
+    contact: ContactId,
+    nonce: u64,
+    tokens: Tokens,
+}
+
+fn internal(e: StoreError) -> ContactError {
+    ContactError::Internal(e.to_string())
+}
+
+fn parse_contact_data(wcd: &WrappedContactData) -> Result<ContactData, ContactError> {
+    let cd = ContactData::decode(wcd.contact_data.as_slice())
+        .map_err(|e| ContactError::Invalid(format!("unable to parse contact_data: {e}")))?;
+    if cd.messages.len() > MAX_MESSAGES_PER_CONTACT {
+        return Err(ContactError::Invalid(format!(
+            "contact_data contains {} messages, only {MAX_MESSAGES_PER_CONTACT} allowed",
+            cd.messages.len()
+        )));
+    }
+    Ok(cd)
+}
+
+impl Engine {
+    /// Authorizes, enrols if new, records the contact and ingests the client's messages.
+    async fn establish(&self, c: Contact, streaming: bool) -> Result<(Established, Option<Arc<StreamSignal>>), ContactError> {
+        if self.is_stopping() {
+            return Err(ContactError::NotReady);
+        }
+        if let Some(required) = &self.inner.config.required_label
+            && !c.wcd.client_labels.iter().any(|l| l == required)
+        {
+            return Err(ContactError::NotAuthorized(format!("client lacks required label {required:?}")));
+        }
+        let data = self.client_data_or_enrol(&c).await?;
+        let cd = parse_contact_data(&c.wcd)?;
+        let nonce: u64 = rand::random();
+        let record = ContactRecord {
+            client_id: Some(c.client_id),
+            sent_nonce: nonce,
+            received_nonce: cd.sequencing_nonce,
+            address: c.observed_address.clone(),
+            client_clock: cd.client_clock,
+            streaming_to: if streaming { self.inner.config.streaming_to.clone() } else { String::new() },
+        };
+        let contact = self.inner.store.record_client_contact(&record).await.map_err(internal)?;
+        self.ingest(c.client_id, data.blacklisted, cd.messages, contact).await.map_err(internal)?;
+        // Register before selecting, so a message inserted during the selection still wakes us.
+        let signal = streaming.then(|| self.inner.streams.register(c.client_id));
+        let tokens = (!cd.allowed_messages.is_empty()).then_some(cd.allowed_messages);
+        Ok((Established { client: c.client_id, blacklisted: data.blacklisted, contact, nonce, tokens }, signal))
+    }
+
+    async fn client_data_or_enrol(&self, c: &Contact) -> Result<ClientData, ContactError> {
+        let cache = &self.inner.cache;
+        if let Some(d) = cache.get(c.client_id) {
+            return Ok(d);
+        }
+        let store = &self.inner.store;
+        match store.get_client_data(c.client_id).await {
+            Ok(d) => {
+                cache.put(c.client_id, d.clone());
+                Ok(d)
+            }
+            Err(StoreError::NotFound(_)) => {
+                let data = ClientData { key: c.public_key.clone(), labels: Vec::new(), blacklisted: false };
+                store.add_client(c.client_id, &data).await.map_err(internal)?;
+                let mut labels = Vec::new();
+                for l in c.wcd.client_labels.iter().filter(|l| !l.is_empty()) {
+                    let label = Label { service_name: "client".into(), label: l.clone() };
+                    // The first ClientInfo repairs any label that failed here.
+                    if let Err(e) = store.add_client_label(c.client_id, &label).await {
+                        tracing::debug!(client = %c.client_id, error = %e, "adding enrolment label");
+                    }
+                    labels.push(label);
+                }
+                tracing::info!(client = %c.client_id, address = %c.observed_address, "enrolled new client");
+                Ok(ClientData { labels, ..data })
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+impl ContactHandler for Engine {
+    type Stream = Stream;
+
+    async fn poll(&self, contact: Contact) -> Result<ContactData, ContactError> {
+        let (mut est, _) = self.establish(contact, false).await?;
+        let messages = self
+            .select_for_client(est.client, est.blacklisted, &mut est.tokens, est.contact)
+            .await
+            .map_err(internal)?;
+        Ok(ContactData { sequencing_nonce: est.nonce, messages, ..Default::default() })
+    }
+
+    async fn open_stream(&self, contact: Contact) -> Result<(Stream, ContactData), ContactError> {
+        let (mut est, signal) = self.establish(contact, true).await?;
+        let Some(signal) = signal else {
+            return Err(ContactError::Internal("stream was not registered".into()));
+        };
+        let selected = self.select_for_client(est.client, est.blacklisted, &mut est.tokens, est.contact).await;
+        let messages = match selected {
+            Ok(m) => m,
+            Err(e) => {
+                self.inner.streams.unregister(est.client, &signal);
+                return Err(internal(e));
+            }
+        };
+        if messages.len() == MAX_BATCH {
+            signal.wake.notify_one();
+        }
+        let reply = ContactData { sequencing_nonce: est.nonce, messages, ..Default::default() };
+        let stream = Stream { engine: self.clone(), tokens: Mutex::new(est.tokens), signal, id: est.client, contact: est.contact, blacklisted: est.blacklisted };
+        Ok((stream, reply))
+    }
+
+    async fn read_file(&self, service: &str, name: &str) -> Result<Option<FileContent>, ContactError> {
+        match self.inner.store.read_file(service, name).await {
+            Ok((data, modified)) => Ok(Some(FileContent { data, modified })),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+/// One client's stream on this server.
+pub struct Stream {
+    engine: Engine,
+    id: ClientId,
+    contact: ContactId,
+    blacklisted: bool,
+    /// The connection's flow-control tokens; frames add, deliveries spend.
+    tokens: Mutex<Tokens>,
+    signal: Arc<StreamSignal>,
+}
+
+impl StreamSession for Stream {
+    async fn frame(&self, wcd: WrappedContactData) -> Result<(), ContactError> {
+        if self.engine.is_stopping() {
+            return Err(ContactError::NotReady);
+        }
+        let cd = parse_contact_data(&wcd)?;
+        self.add_tokens(&cd).await;
+        self.engine.ingest(self.id, self.blacklisted, cd.messages, self.contact).await.map_err(internal)
+    }
+
+    async fn next_messages(&self) -> Result<Option<Vec<Message>>, ContactError> {
+        loop {
+            if self.signal.is_superseded() {
+                return Ok(None);
+            }
+            self.signal.wake.notified().await;
+            if self.signal.is_superseded() {
+                return Ok(None);
+            }
+            // A blacklisted client got its RekeyRequest in frame 0; nothing else is pushed.
+            if self.blacklisted || self.engine.is_stopping() {
+                continue;
+            }
+            let mut tokens = self.tokens.lock().await;
+            let msgs = self
+                .engine
+                .select_for_client(self.id, false, &mut tokens, self.contact)
+                .await
+                .map_err(internal)?;
+            if msgs.len() == MAX_BATCH {
+                self.signal.wake.notify_one();
+            }
+            return Ok(Some(msgs));
+        }
+    }
+
+    async fn close(&self) {
+        self.engine.inner.streams.unregister(self.id, &self.signal);
+    }
+}
+
+impl Stream {
+    /// Adds the frame's tokens (deltas after frame 0). New tokens for a service that had none may
+    /// unblock queued messages, so look again.
+    async fn add_tokens(&self, cd: &ContactData) {
+        if cd.allowed_messages.is_empty() {
+            return;
+        }
+        let mut tokens = self.tokens.lock().await;
+        let Some(t) = tokens.as_mut() else { return };
+        let mut unblocked = false;
+        for (svc, n) in &cd.allowed_messages {
+            let slot = t.entry(svc.clone()).or_insert(0);
+            unblocked |= *slot == 0 && *n > 0;
+            *slot = slot.saturating_add(*n);
+        }
+        if unblocked {
+            self.signal.wake.notify_one();
+        }
+    }
+}

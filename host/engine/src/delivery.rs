@@ -1,0 +1,80 @@
+//! Choosing what a client receives (client-lifecycle.md §6, server.md §7.2).
+
+use std::collections::HashMap;
+
+use fleetgate_pb::fleetspeak::Message;
+use fleetgate_store::StoreError;
+use fleetgate_types::message::{address, destination_service, success};
+use fleetgate_types::time::to_timestamp;
+use fleetgate_types::{ClientId, ContactId, MessageId};
+
+use crate::Engine;
+
+/// At most this many queued messages go out in one contact or push.
+pub const MAX_BATCH: usize = 100;
+
+/// Per-service flow-control tokens of one connection. `None`: the client sent no map (legacy),
+/// so there is no limit.
+pub type Tokens = Option<HashMap<String, u64>>;
+
+fn is_die(m: &Message) -> bool {
+    m.message_type == "Die" && destination_service(m) == "system"
+}
+
+impl Engine {
+    /// Leases queued messages for the client within its tokens and spends the tokens.
+    /// Blacklisted clients get only a fresh RekeyRequest.
+    pub(crate) async fn select_for_client(
+        &self,
+        client: ClientId,
+        blacklisted: bool,
+        tokens: &mut Tokens,
+        contact: ContactId,
+    ) -> Result<Vec<Message>, StoreError> {
+        let store = &self.inner.store;
+        if blacklisted {
+            let rekey = self.rekey_request(client);
+            store.store_messages(std::slice::from_ref(&rekey), Some(contact)).await?;
+            return Ok(vec![rekey]);
+        }
+        if tokens.as_ref().is_some_and(|t| t.values().all(|&n| n == 0)) {
+            return Ok(Vec::new());
+        }
+        let msgs = store.client_messages_for_processing(client, MAX_BATCH, tokens.as_ref()).await?;
+        if msgs.is_empty() {
+            return Ok(msgs);
+        }
+        if let Some(t) = tokens.as_mut() {
+            for m in msgs.iter().filter(|m| !is_die(m)) {
+                if let Some(n) = t.get_mut(destination_service(m)) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        let ids: Vec<MessageId> = msgs.iter().filter_map(|m| MessageId::from_bytes(&m.message_id).ok()).collect();
+        store.link_messages_to_contact(contact, &ids).await?;
+        // The client never acks Die, so it is done once handed out.
+        let now = self.inner.clock.now();
+        let dies: Vec<_> = msgs
+            .iter()
+            .filter(|m| is_die(m))
+            .filter_map(|m| MessageId::from_bytes(&m.message_id).ok())
+            .map(|id| (Some(client), id, success(now)))
+            .collect();
+        if !dies.is_empty() {
+            store.set_message_results(&dies).await?;
+        }
+        Ok(msgs)
+    }
+
+    fn rekey_request(&self, client: ClientId) -> Message {
+        Message {
+            message_id: MessageId::random().to_vec(),
+            source: Some(address(None, "system")),
+            destination: Some(address(Some(client), "system")),
+            message_type: "RekeyRequest".into(),
+            creation_time: Some(to_timestamp(self.inner.clock.now())),
+            ..Default::default()
+        }
+    }
+}

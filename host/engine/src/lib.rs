@@ -1,0 +1,170 @@
+//! The message engine: everything between "a client proved who it is" and "the message is stored,
+//! processed and delivered".
+//!
+//! * [`contact`]: the frontend contract (`ContactHandler`) — enrolment, contact recording, streams.
+//! * [`ingest`]: messages from clients: validation, IDs, services, storage.
+//! * [`delivery`]: choosing what a client receives: leases, tokens, Die, RekeyRequest.
+//! * [`system`]: the built-in `system` service (acks, errors, labels, resource usage).
+//! * [`service`]: the `Service` trait that plugins implement, with per-service parallelism.
+//! * [`backlog`]: retrying server-bound messages whose processing failed temporarily.
+//! * [`registry`]: the streams this server holds, woken when a client has new messages.
+//! * [`cache`]: a 45-second cache of client records.
+//!
+//! The engine never speaks HTTP, TLS, gRPC or SQL: it talks to the store through
+//! `fleetgate_store::Store` and to the outside through the frontend contract and its own methods.
+#![forbid(unsafe_code)]
+
+pub mod backlog;
+pub mod cache;
+pub mod contact;
+pub mod delivery;
+pub mod ingest;
+pub mod registry;
+pub mod service;
+pub mod system;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use fleetgate_pb::fleetspeak::Message;
+use fleetgate_store::{Store, StoreError};
+use fleetgate_types::message::{destination_client, destination_service};
+use fleetgate_types::time::to_timestamp;
+use fleetgate_types::{Clock, ClientId, MessageId};
+
+pub use contact::Stream;
+pub use service::{NoopService, Outcome, Service, ServiceEntry, ServiceError, Services};
+
+use cache::ClientCache;
+use registry::StreamRegistry;
+
+/// Settings the engine needs, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// Only clients claiming this label are accepted.
+    pub required_label: Option<String>,
+    /// Stored as `last_contact_streaming_to` for streams held here: `local` on a single server,
+    /// else this server's notification address.
+    pub streaming_to: String,
+}
+
+/// Errors of the engine's own API (the admin service maps them to gRPC statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    cache: Arc<ClientCache>,
+    streams: StreamRegistry,
+    /// Swapped whole on reload; readers clone the entry they need and drop the lock at once.
+    services: RwLock<Services>,
+    stopping: AtomicBool,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let cache = Arc::new(ClientCache::new());
+        let mut services = Services::new();
+        let system = system::SystemService::new(store.clone(), cache.clone(), clock.clone());
+        services.insert(system::NAME, ServiceEntry::new(Arc::new(system), 100));
+        let inner = Inner {
+            config,
+            store,
+            clock,
+            cache,
+            streams: StreamRegistry::new(),
+            services: RwLock::new(services),
+            stopping: AtomicBool::new(false),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Installs or replaces a server service. `system` is built in and cannot be replaced.
+    pub fn set_service(&self, name: &str, entry: ServiceEntry) -> Result<(), EngineError> {
+        if name.is_empty() || name == system::NAME || name == "client" {
+            return Err(EngineError::Invalid(format!("illegal service name [{name}]")));
+        }
+        self.inner.services.write().unwrap_or_else(|p| p.into_inner()).insert(name, entry);
+        Ok(())
+    }
+
+    pub(crate) fn service(&self, name: &str) -> Option<ServiceEntry> {
+        self.inner.services.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// Number of streams held by this server.
+    pub fn stream_count(&self) -> usize {
+        self.inner.streams.len()
+    }
+
+    /// Wakes the client's stream if this server holds it; returns whether it does.
+    pub fn notify_client(&self, client: ClientId) -> bool {
+        self.inner.streams.notify(client)
+    }
+
+    /// Refuses new contacts and frames, and wakes every stream so it can wind down.
+    pub fn begin_shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        self.inner.streams.notify_all();
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Acquire)
+    }
+
+    /// Inserts a message from an admin caller or a service. A message for a client is stored as
+    /// pending and the client's stream, if held here, is woken at once. A message for a service this
+    /// server runs is processed now and stored with its outcome; for any other service it is queued
+    /// for the backlog.
+    pub async fn insert_message(&self, mut m: Message) -> Result<MessageId, EngineError> {
+        let id = if m.message_id.is_empty() {
+            MessageId::random()
+        } else {
+            MessageId::from_bytes(&m.message_id).map_err(|e| EngineError::Invalid(e.to_string()))?
+        };
+        m.message_id = id.to_vec();
+        if destination_service(&m).is_empty() {
+            return Err(EngineError::Invalid("destination service is required".into()));
+        }
+        let dest = destination_client(&m).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        m.creation_time = Some(to_timestamp(self.inner.clock.now()));
+        m.result = None;
+        match dest {
+            Some(client) => {
+                self.inner.store.store_messages(std::slice::from_ref(&m), None).await?;
+                self.notify_client(client);
+            }
+            // A service this server does not run is left to the backlog of a server that does:
+            // failing it here would lose another server's message.
+            None if self.service(destination_service(&m)).is_none() => {
+                self.inner.store.store_messages(std::slice::from_ref(&m), None).await?;
+            }
+            None => {
+                let m = self.process_fresh(m).await;
+                self.inner.store.store_messages(std::slice::from_ref(&m), None).await?;
+            }
+        }
+        Ok(id)
+    }
+}

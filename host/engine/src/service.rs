@@ -1,0 +1,105 @@
+//! The interface every server-side service implements, and the registry that routes to them.
+//!
+//! The plugin runtime implements [`Service`] for WebAssembly components; the built-in `system`
+//! service and `NOOP` implement it natively.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fleetgate_types::pb::fleetspeak::Message;
+use tokio::sync::Semaphore;
+
+/// Why a service did not process a message. A temporary error is retried later; a permanent one
+/// marks the message failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("temporary: {0}")]
+    Temporary(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+#[async_trait]
+pub trait Service: Send + Sync + 'static {
+    /// Processes one message. Called concurrently, up to the service's `max_parallelism`.
+    async fn process(&self, message: &Message) -> Result<(), ServiceError>;
+}
+
+/// Accepts and drops everything (the original's `NOOP` factory).
+#[derive(Debug, Default)]
+pub struct NoopService;
+
+#[async_trait]
+impl Service for NoopService {
+    async fn process(&self, _message: &Message) -> Result<(), ServiceError> {
+        Ok(())
+    }
+}
+
+/// One configured service with its concurrency limit.
+#[derive(Clone)]
+pub struct ServiceEntry {
+    pub service: Arc<dyn Service>,
+    /// Permits = `max_parallelism`. A caller waits for a permit rather than shedding the message.
+    pub slots: Arc<Semaphore>,
+}
+
+impl ServiceEntry {
+    pub fn new(service: Arc<dyn Service>, max_parallelism: u32) -> Self {
+        let n = if max_parallelism == 0 { 100 } else { max_parallelism as usize };
+        Self { service, slots: Arc::new(Semaphore::new(n)) }
+    }
+}
+
+/// What the outcome of one processing attempt means for storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Processed,
+    Failed(String),
+    /// Keep the message pending and retry it later.
+    Retry(String),
+}
+
+/// How long one processing attempt may take, waiting for a slot included.
+pub const PROCESSING_BUDGET: Duration = Duration::from_secs(30);
+
+/// The services of this server, by name.
+#[derive(Clone, Default)]
+pub struct Services {
+    by_name: HashMap<String, ServiceEntry>,
+}
+
+impl Services {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, entry: ServiceEntry) {
+        self.by_name.insert(name.into(), entry);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ServiceEntry> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+/// Runs one message through a service: waits for a slot (backpressure, not shedding), then calls it,
+/// all within the processing budget. A timeout is temporary, as in the original.
+pub async fn run(entry: &ServiceEntry, message: &Message) -> Outcome {
+    let attempt = async {
+        let _permit = entry.slots.acquire().await.map_err(|_| ServiceError::Temporary("service stopped".into()))?;
+        entry.service.process(message).await
+    };
+    match tokio::time::timeout(PROCESSING_BUDGET, attempt).await {
+        Ok(Ok(())) => Outcome::Processed,
+        Ok(Err(ServiceError::Permanent(e))) => Outcome::Failed(e),
+        Ok(Err(ServiceError::Temporary(e))) => Outcome::Retry(e),
+        Err(_) => Outcome::Retry("processing deadline exceeded".into()),
+    }
+}

@@ -1,0 +1,6 @@
+#![no_main]
+//! Calls `fleetgate_frontend::fuzzing::wrapped_contact_data`, which asserts the decoder's invariants.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    fleetgate_frontend::fuzzing::wrapped_contact_data(data);
+});

@@ -1,0 +1,73 @@
+//! Entry points for the fuzz targets in `fuzz/` and for `tests/fuzz_smoke.rs`.
+//!
+//! Each takes arbitrary bytes, runs one pure decoder over them and asserts the invariants that must
+//! hold for any input; a panic is a finding. They are public so the out-of-workspace cargo-fuzz
+//! package can call them without duplicating the harness logic.
+
+use bytes::Bytes;
+
+use crate::{proxy, wire};
+
+const MAX_FRAME: usize = 4096;
+
+/// Feeds `data` to a [`wire::FrameDecoder`] in chunks whose sizes come from the first byte.
+pub fn frames(data: &[u8]) {
+    let (step, body) = match data.split_first() {
+        Some((s, rest)) => (usize::from(*s).max(1), rest),
+        None => return,
+    };
+    let mut dec = wire::FrameDecoder::with_magic(MAX_FRAME);
+    for chunk in body.chunks(step) {
+        dec.push(chunk);
+        loop {
+            match dec.next_frame() {
+                Ok(Some(frame)) => {
+                    assert!(frame.len() <= MAX_FRAME);
+                    let _ = wire::decode_wcd(&frame);
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        // Draining after every push bounds the buffer to one frame header/payload plus one chunk.
+        assert!(dec.buffered() <= MAX_FRAME + 10 + step);
+    }
+}
+
+/// Parses `data` as a `WrappedContactData` and, if it parses, its inner `ContactData`.
+pub fn wrapped_contact_data(data: &[u8]) {
+    if let Ok(wcd) = wire::decode_wcd(data) {
+        let _ = <fleetgate_pb::fleetspeak::ContactData as prost::Message>::decode(
+            wcd.contact_data.as_slice(),
+        );
+    }
+}
+
+/// Inflates `data` as a zlib body with a small cap, in bounded output steps.
+pub fn deflate_body(data: &[u8]) {
+    const CAP: usize = 1 << 20;
+    let mut z = wire::ZlibStream::new(Some(CAP));
+    let mut input = Bytes::copy_from_slice(data);
+    let mut total = 0usize;
+    loop {
+        let before = input.len();
+        match z.decode(&mut input, 4096) {
+            Ok(out) => {
+                assert!(out.len() <= 4096);
+                total += out.len();
+                assert!(total <= CAP);
+                if out.is_empty() && input.len() == before {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Parses `data` as the first bytes of a connection with the PROXY protocol enabled.
+pub fn proxy_header(data: &[u8]) {
+    if let Ok(proxy::Parsed::Header { len, .. }) = proxy::parse(data) {
+        assert!(len <= data.len());
+    }
+}

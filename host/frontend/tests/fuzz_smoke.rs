@@ -1,0 +1,88 @@
+//! A bounded, stable-Rust stand-in for the cargo-fuzz targets: the same entry points fed random
+//! bytes and mutations of valid inputs, so CI catches panics without nightly.
+#![allow(clippy::unwrap_used)]
+
+use fleetgate_frontend::fuzzing;
+use fleetgate_frontend::wire;
+use fleetgate_pb::fleetspeak::{ContactData, Message, WrappedContactData};
+use prost::Message as _;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const ROUNDS: usize = 3_000;
+
+fn seeds() -> Vec<Vec<u8>> {
+    let cd = ContactData {
+        sequencing_nonce: 42,
+        messages: vec![Message { message_type: "t".into(), data: None, ..Default::default() }],
+        ..Default::default()
+    };
+    let wcd = WrappedContactData {
+        contact_data: cd.encode_to_vec(),
+        client_labels: vec!["amd64".into(), "linux".into()],
+        ..Default::default()
+    };
+    let mut stream = vec![7u8]; // chunk size for fuzzing::frames
+    stream.extend_from_slice(&wire::MAGIC);
+    for _ in 0..3 {
+        let bytes = wcd.encode_to_vec();
+        wire::encode_uvarint(bytes.len() as u64, &mut stream);
+        stream.extend(bytes);
+    }
+    let mut zlib = flate2::Compress::new(flate2::Compression::default(), true);
+    let mut deflated = Vec::with_capacity(4096);
+    zlib.compress_vec(&stream, &mut deflated, flate2::FlushCompress::Sync).unwrap();
+    vec![
+        stream,
+        wcd.encode_to_vec(),
+        deflated,
+        b"PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n".to_vec(),
+        [&[0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0, 12][..], &[1; 12]]
+            .concat(),
+    ]
+}
+
+fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..rng.random_range(1..5) {
+        let pos = if out.is_empty() { 0 } else { rng.random_range(0..out.len()) };
+        match rng.random_range(0..4) {
+            0 if !out.is_empty() => out[pos] ^= 1 << rng.random_range(0..8),
+            1 => out.insert(pos, rng.random()),
+            2 if !out.is_empty() => {
+                out.remove(pos);
+            }
+            _ => out.truncate(pos),
+        }
+    }
+    out
+}
+
+fn run_all(data: &[u8]) {
+    fuzzing::frames(data);
+    fuzzing::wrapped_contact_data(data);
+    fuzzing::deflate_body(data);
+    fuzzing::proxy_header(data);
+}
+
+#[test]
+fn random_inputs_do_not_panic() {
+    let mut rng = StdRng::seed_from_u64(0x5eed);
+    for _ in 0..ROUNDS {
+        let data: Vec<u8> = (0..rng.random_range(0..512)).map(|_| rng.random()).collect();
+        run_all(&data);
+    }
+}
+
+#[test]
+fn mutated_valid_inputs_do_not_panic() {
+    let mut rng = StdRng::seed_from_u64(0xf22);
+    let seeds = seeds();
+    for seed in &seeds {
+        run_all(seed);
+    }
+    for i in 0..ROUNDS {
+        let seed = &seeds[i % seeds.len()];
+        run_all(&mutate(&mut rng, seed));
+    }
+}

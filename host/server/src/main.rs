@@ -1,0 +1,64 @@
+//! `fleetgate`: a Fleetspeak-compatible server.
+//!
+//! * `fleetgate quickstart` — single machine, nothing prepared (see `quickstart`).
+//! * `fleetgate server --components_config C --services_config S` — the drop-in for
+//!   `fleetspeak-server`; Go-style flags, glog switches accepted. Bare flags mean `server`.
+//!
+//! This crate only wires: it turns configuration into each crate's settings, spawns tasks, and
+//! stops them on SIGINT/SIGTERM.
+#![forbid(unsafe_code)]
+
+mod certs;
+mod cli;
+mod clientconf;
+mod quickstart;
+mod run;
+
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fleetgate: {e}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    cli::init_tracing(command.logging());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fleetgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        cli::execute(command, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("fleetgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    shutdown.cancel();
+}

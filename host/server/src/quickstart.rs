@@ -1,0 +1,91 @@
+//! `fleetgate quickstart`: a working single-machine server with nothing prepared — embedded
+//! SQLite, certificates generated on first run, and a client config for the Go client.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use fleetgate_pb::fleetspeak::components::{AdminConfig, Config, HttpsConfig};
+use fleetgate_pb::fleetspeak::server::ServerConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::certs::{self, CertFiles};
+use crate::clientconf::{self, ClientLayout, ClientSettings};
+use crate::run::{RunSettings, run};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub listen: String,
+    pub admin_listen: String,
+    /// The name clients use to reach the server; it goes into the certificate and client config.
+    pub hostname: String,
+    pub streaming: bool,
+    pub ready_file: Option<PathBuf>,
+    pub database: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from(".fleetgate"),
+            listen: "127.0.0.1:4443".into(),
+            admin_listen: "127.0.0.1:4444".into(),
+            hostname: "localhost".into(),
+            streaming: true,
+            ready_file: None,
+            database: None,
+        }
+    }
+}
+
+pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()> {
+    let dir = absolute(&opts.state_dir)?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let hosts = vec![opts.hostname.clone(), "localhost".into(), "127.0.0.1".into()];
+    let (certs, generated) = certs::load_or_generate(&CertFiles::in_dir(&dir), "quickstart", &hosts)?;
+    if generated {
+        tracing::info!(dir = %dir.display(), "generated a CA and a server certificate");
+    }
+    // The client config needs the real port, so bind first when asked for port 0.
+    let listen = resolve_port(&opts.listen)?;
+    let components = Config {
+        https_config: Some(HttpsConfig {
+            listen_address: listen.clone(),
+            certificates: certs.server_cert_pem.clone(),
+            key: certs.server_key_pem.clone(),
+            ..Default::default()
+        }),
+        admin_config: Some(AdminConfig { listen_address: opts.admin_listen.clone() }),
+        ..Default::default()
+    };
+    let port = listen.rsplit(':').next().unwrap_or("4443");
+    let layout = ClientLayout::in_dir(&dir.join("client"));
+    let servers = [format!("{}:{port}", opts.hostname)];
+    clientconf::write(
+        &layout,
+        &ClientSettings { ca_pem: &certs.ca_cert_pem, servers: &servers, labels: &[], streaming: opts.streaming },
+    )?;
+    let database_url = opts.database.clone().unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("fleetgate.db").display()));
+    println!("Fleetgate quickstart");
+    println!("  state directory:  {}", dir.display());
+    println!("  database:         {database_url}");
+    println!("  client frontend:  {listen}");
+    println!("  admin API:        {}", opts.admin_listen);
+    println!("  client config:    {}", layout.config_file.display());
+    println!("Start a client with: fleetspeak-client -config {}", layout.config_file.display());
+    let settings = RunSettings { components, services: ServerConfig::default(), database_url, ready_file: opts.ready_file };
+    run(settings, shutdown).await
+}
+
+/// Replaces port 0 with a free port, so the client config can name it.
+fn resolve_port(addr: &str) -> Result<String> {
+    if !addr.ends_with(":0") {
+        return Ok(addr.to_owned());
+    }
+    let l = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    Ok(l.local_addr()?.to_string())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() { Ok(p.to_owned()) } else { Ok(std::env::current_dir()?.join(p)) }
+}

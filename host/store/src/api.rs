@@ -1,0 +1,192 @@
+//! The store contract: what the engine and the admin service may ask of persistent state.
+//!
+//! Every method is atomic. Times come from the store's injected [`Clock`](fleetgate_types::Clock),
+//! so the conformance suite can run on a fake clock.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use fleetgate_types::pb::fleetspeak::server::{
+    Broadcast, Client, ClientContact, ClientResourceUsageRecord,
+};
+use fleetgate_types::pb::fleetspeak::{
+    Label, Message, MessageResult, monitoring::ResourceUsageData,
+};
+use fleetgate_types::{BroadcastId, ClientId, ContactId, MessageId};
+
+use crate::StoreError;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What the server keeps about a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientData {
+    /// DER SubjectPublicKeyInfo.
+    pub key: Vec<u8>,
+    /// Labels of every service.
+    pub labels: Vec<Label>,
+    pub blacklisted: bool,
+}
+
+/// One contact to record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContactRecord {
+    pub client_id: Option<ClientId>,
+    pub sent_nonce: u64,
+    pub received_nonce: u64,
+    pub address: String,
+    pub client_clock: Option<prost_types::Timestamp>,
+    /// Notification address of the server holding this client's stream; empty for a poll.
+    pub streaming_to: String,
+}
+
+/// An active broadcast with its counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BroadcastInfo {
+    pub broadcast: Broadcast,
+    pub sent: u64,
+    pub limit: u64,
+}
+
+/// A share of a broadcast's limit reserved by one server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllocationInfo {
+    pub id: [u8; 8],
+    pub limit: u64,
+    pub expiry: SystemTime,
+}
+
+/// The limit meaning "unlimited".
+pub const BROADCAST_UNLIMITED: u64 = i64::MAX as u64;
+
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Inserts or merges messages (datastore.md §2.1), linking each to `contact` if given.
+    async fn store_messages(&self, msgs: &[Message], contact: Option<ContactId>) -> Result<()>;
+    /// Sets the result of a message and removes it from the pending queue. A missing message is no error.
+    async fn set_message_result(
+        &self,
+        dest: Option<ClientId>,
+        id: MessageId,
+        result: &MessageResult,
+    ) -> Result<()>;
+    /// Sets the results of many messages in one transaction (acks arrive in batches).
+    async fn set_message_results(
+        &self,
+        results: &[(Option<ClientId>, MessageId, MessageResult)],
+    ) -> Result<()>;
+    /// The messages in request order; any missing ID is `StoreError::NotFound`.
+    async fn get_messages(&self, ids: &[MessageId], want_data: bool) -> Result<Vec<Message>>;
+    /// Like `get_messages` but skips unknown IDs instead of failing.
+    async fn get_existing_messages(
+        &self,
+        ids: &[MessageId],
+        want_data: bool,
+    ) -> Result<Vec<Message>>;
+    /// The message's result, `None` if pending or unknown.
+    async fn get_message_result(&self, id: MessageId) -> Result<Option<MessageResult>>;
+    /// Creation time and result of a message; `None` if unknown.
+    async fn get_message_status(
+        &self,
+        id: MessageId,
+    ) -> Result<Option<(prost_types::Timestamp, Option<MessageResult>)>>;
+    /// Leases up to `limit` due messages for a client; at most `service_limits[svc]` per service when
+    /// limits are given (a missing service gets 0). Each leased message becomes due again after the
+    /// client lease.
+    async fn client_messages_for_processing(
+        &self,
+        client: ClientId,
+        limit: usize,
+        service_limits: Option<&HashMap<String, u64>>,
+    ) -> Result<Vec<Message>>;
+    /// Leases up to `limit` due server-bound messages; each becomes due again per the server retry
+    /// schedule. Returns the messages with data.
+    async fn lease_server_messages(&self, limit: usize) -> Result<Vec<Message>>;
+    async fn get_pending_messages(
+        &self,
+        clients: &[ClientId],
+        offset: u64,
+        limit: u64,
+        want_data: bool,
+    ) -> Result<Vec<Message>>;
+    async fn get_pending_message_count(&self, clients: &[ClientId]) -> Result<u64>;
+    /// Fails every pending client-bound message of these clients with "Removed by admin action.".
+    async fn delete_pending_messages(&self, clients: &[ClientId]) -> Result<()>;
+}
+
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Clients with these IDs (all clients if empty), with their labels.
+    async fn list_clients(&self, ids: &[ClientId]) -> Result<Vec<Client>>;
+    async fn stream_client_ids(
+        &self,
+        include_blacklisted: bool,
+        last_contact_after: Option<SystemTime>,
+    ) -> Result<Vec<ClientId>>;
+    /// `StoreError::NotFound` if the client is unknown.
+    async fn get_client_data(&self, id: ClientId) -> Result<ClientData>;
+    async fn add_client(&self, id: ClientId, data: &ClientData) -> Result<()>;
+    async fn add_client_label(&self, id: ClientId, label: &Label) -> Result<()>;
+    async fn remove_client_label(&self, id: ClientId, label: &Label) -> Result<()>;
+    async fn blacklist_client(&self, id: ClientId) -> Result<()>;
+    async fn record_client_contact(&self, contact: &ContactRecord) -> Result<ContactId>;
+    async fn list_client_contacts(&self, id: ClientId) -> Result<Vec<ClientContact>>;
+    async fn link_messages_to_contact(&self, contact: ContactId, ids: &[MessageId]) -> Result<()>;
+    async fn record_resource_usage_data(&self, id: ClientId, rud: &ResourceUsageData)
+    -> Result<()>;
+    async fn fetch_resource_usage_records(
+        &self,
+        id: ClientId,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Result<Vec<ClientResourceUsageRecord>>;
+}
+
+#[async_trait]
+pub trait BroadcastStore: Send + Sync {
+    async fn create_broadcast(&self, b: &Broadcast, limit: u64) -> Result<()>;
+    async fn disable_broadcasts(&self, ids: &[BroadcastId]) -> Result<()>;
+    async fn list_active_broadcasts(&self) -> Result<Vec<BroadcastInfo>>;
+    async fn list_sent_broadcasts(&self, client: ClientId) -> Result<Vec<BroadcastId>>;
+    async fn create_allocation(
+        &self,
+        id: BroadcastId,
+        frac: f32,
+        expiry: SystemTime,
+    ) -> Result<Option<AllocationInfo>>;
+    async fn save_broadcast_message(
+        &self,
+        msg: &Message,
+        broadcast: BroadcastId,
+        client: ClientId,
+        allocation: Option<[u8; 8]>,
+    ) -> Result<()>;
+    async fn cleanup_allocation(
+        &self,
+        broadcast: BroadcastId,
+        allocation: Option<[u8; 8]>,
+        final_sent: u64,
+    ) -> Result<()>;
+}
+
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    async fn store_file(&self, service: &str, name: &str, data: &[u8]) -> Result<()>;
+    async fn delete_file(&self, service: &str, name: &str) -> Result<()>;
+    /// Modification time; `StoreError::NotFound` if missing.
+    async fn stat_file(&self, service: &str, name: &str) -> Result<SystemTime>;
+    /// Content and modification time; `StoreError::NotFound` if missing.
+    async fn read_file(&self, service: &str, name: &str) -> Result<(Vec<u8>, SystemTime)>;
+}
+
+/// Everything a server needs from persistent state.
+#[async_trait]
+pub trait Store:
+    MessageStore + ClientStore + BroadcastStore + FileStore + Send + Sync + 'static
+{
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+    /// Releases connections.
+    async fn close(&self) -> Result<()>;
+}

@@ -1,0 +1,206 @@
+//! Leasing checks 17–20, plus `lease_server_messages` in place of check 21 (the backlog
+//! processor itself is the engine's).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetgate_types::pb::fleetspeak::ValidationInfo;
+use fleetgate_types::{FakeClock, MessageId};
+
+use super::messages::{add_client, processed};
+use super::{Case, any, client, mid, ok, to_client, to_server};
+use crate::Store;
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "client_messages_for_processing",
+            checks: "17",
+            run: |s, c| Box::pin(for_processing(s, c)),
+        },
+        Case {
+            name: "client_messages_limit",
+            checks: "18-20",
+            run: |s, c| Box::pin(for_processing_limit(s, c)),
+        },
+        Case {
+            name: "lease_server_messages",
+            checks: "21 (store part)",
+            run: |s, c| Box::pin(lease_server(s, c)),
+        },
+    ]
+}
+
+async fn for_processing(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
+    clock.set_seconds(100000);
+    add_client(&*s, 1).await;
+    let id = MessageId::for_client_message(client(1), "TestServiceName", b"omid 2");
+    let mut stored = to_client(id, client(1), "TestServiceName", 100000);
+    stored.message_type = String::new();
+    stored.source_message_id = b"omid 2".to_vec();
+    stored.validation_info = Some(ValidationInfo {
+        tags: HashMap::from([("result".into(), "Valid".into())]),
+    });
+    ok(
+        "store_messages",
+        s.store_messages(std::slice::from_ref(&stored), None).await,
+    );
+    clock.set_seconds(300000);
+    // 17
+    let got = ok(
+        "client_messages_for_processing",
+        s.client_messages_for_processing(client(1), 10, None).await,
+    );
+    assert_eq!(got, vec![stored]);
+}
+
+async fn for_processing_limit(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
+    clock.set_seconds(1_700_000_000);
+    add_client(&*s, 1).await;
+    let mut msgs = Vec::new();
+    for i in 0..100 {
+        for svc in ["TestService1", "TestService2"] {
+            let id = MessageId::for_client_message(client(1), svc, format!("omit: {i}").as_bytes());
+            msgs.push(to_client(id, client(1), svc, 1_700_000_000));
+        }
+    }
+    ok("store_messages", s.store_messages(&msgs, None).await);
+    // Stored "now" is not yet due: eligibility is strictly before now, at µs precision.
+    assert_eq!(
+        ok(
+            "lease at store time",
+            s.client_messages_for_processing(client(1), 10, None).await
+        )
+        .len(),
+        0
+    );
+    clock.advance(Duration::from_micros(1));
+    // 18
+    for svc in ["TestService1", "TestService2"] {
+        let limits = HashMap::from([(svc.to_owned(), 5u64)]);
+        let got = ok(
+            "limited lease",
+            s.client_messages_for_processing(client(1), 10, Some(&limits))
+                .await,
+        );
+        assert_eq!(got.len(), 5, "{svc}");
+        assert!(
+            got.iter()
+                .all(|m| fleetgate_types::message::destination_service(m) == svc)
+        );
+    }
+    // 19
+    assert_eq!(
+        ok(
+            "lease 10",
+            s.client_messages_for_processing(client(1), 10, None).await
+        )
+        .len(),
+        10
+    );
+    // 20
+    for _ in 0..20 {
+        ok(
+            "lease 10",
+            s.client_messages_for_processing(client(1), 10, None).await,
+        );
+    }
+    assert_eq!(
+        ok(
+            "lease after drain",
+            s.client_messages_for_processing(client(1), 10, None).await
+        )
+        .len(),
+        0
+    );
+    // The lease is ClientRetryTime (15 min): everything is due again after it.
+    clock.advance(Duration::from_secs(15 * 60 + 1));
+    assert_eq!(
+        ok(
+            "lease after expiry",
+            s.client_messages_for_processing(client(1), 500, None).await
+        )
+        .len(),
+        200
+    );
+}
+
+async fn lease_server(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
+    clock.set_seconds(100000);
+    add_client(&*s, 1).await;
+    let mut msg = to_server(
+        mid("01234567890123456789012345678903"),
+        client(1),
+        "TestServiceName",
+        42,
+    );
+    msg.source_message_id = b"01234567".to_vec();
+    msg.message_type = "Test message type 1".into();
+    msg.data = any("test data proto urn 1", "Test data proto 1");
+    ok(
+        "store_messages",
+        s.store_messages(std::slice::from_ref(&msg), None).await,
+    );
+    // Initial schedule is ServerRetryTime(0): 60–120 s.
+    clock.advance(Duration::from_secs(59));
+    assert_eq!(
+        ok("lease before due", s.lease_server_messages(10).await),
+        vec![]
+    );
+    clock.advance(Duration::from_secs(62));
+    assert_eq!(
+        ok("lease when due", s.lease_server_messages(10).await),
+        vec![msg.clone()]
+    );
+    assert_eq!(
+        ok("lease while leased", s.lease_server_messages(10).await),
+        vec![]
+    );
+    // ServerRetryTime(1) is 66–132 s; the second lease shows the retry count went up.
+    clock.advance(Duration::from_secs(133));
+    assert_eq!(
+        ok("second lease", s.lease_server_messages(10).await),
+        vec![msg.clone()]
+    );
+    for _ in 0..8 {
+        clock.advance(Duration::from_secs(86400));
+        assert_eq!(
+            ok("later lease", s.lease_server_messages(10).await),
+            vec![msg.clone()]
+        );
+    }
+    // Ten leases: the next delay is at least 60 s × 1.1^10 ≈ 155 s.
+    clock.advance(Duration::from_secs(150));
+    assert_eq!(
+        ok("lease within backoff", s.lease_server_messages(10).await),
+        vec![]
+    );
+    let id = mid("01234567890123456789012345678903");
+    ok(
+        "set_message_result",
+        s.set_message_result(None, id, &processed(200000, 0)).await,
+    );
+    clock.advance(Duration::from_secs(100000));
+    assert_eq!(
+        ok("lease after result", s.lease_server_messages(10).await),
+        vec![]
+    );
+    // A batch larger than the limit is leased in parts, each message once.
+    let msgs: Vec<_> = (0..25u8)
+        .map(|i| to_server(MessageId::new([i.wrapping_mul(37); 32]), client(1), "S", 42))
+        .collect();
+    ok("store_messages", s.store_messages(&msgs, None).await);
+    clock.advance(Duration::from_secs(121));
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.extend(
+            ok("lease batch", s.lease_server_messages(10).await)
+                .into_iter()
+                .map(|m| m.message_id),
+        );
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 25);
+}

@@ -1,0 +1,40 @@
+//! Persistent state behind one trait ([`Store`]), with a sea-orm implementation ([`SeaOrmStore`])
+//! for SQLite (the single-machine default) and MySQL/MariaDB (shared by several servers, using
+//! Fleetspeak's own schema so Go servers and Fleetgate can share one database).
+//!
+//! Layout:
+//!
+//! * [`api`]: the contract the engine and admin crates program against; [`StoreError`] in `error`.
+//! * `store`: [`SeaOrmStore::open`], pool set-up per backend, `ping`/`close`.
+//! * `migrations`: the schema, one migration per table (Fleetspeak's MySQL statements verbatim;
+//!   SQLite equivalents with explicit foreign-key indexes).
+//! * `db`: dialect differences, statement helpers that name the failing operation, typed row
+//!   access, retryable-error classification and the transaction retry loop.
+//! * `messages`: `StoreMessages` merge rules, results, leasing to clients and to the backlog
+//!   processor, admin views of the pending queue.
+//! * `clients`: clients, labels, contacts, resource usage records.
+//! * `broadcasts`: broadcasts, allocations ([`broadcasts::arithmetic`]) and sent markers.
+//! * `files`: the file store.
+//! * `conformance` (feature `conformance` or tests): the datastore conformance suite, run against
+//!   every backend by `tests/sqlite.rs` and `tests/mysql.rs`.
+//!
+//! All times come from the injected [`Clock`](fleetgate_types::Clock). SQL is written as raw
+//! statements (shared by both backends wherever possible) rather than through entities: the
+//! queries are few, dialect-sensitive (`INSERT IGNORE`, `FOR UPDATE`) and batch-shaped.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod broadcasts;
+mod clients;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod db;
+mod error;
+mod files;
+mod messages;
+mod migrations;
+mod store;
+
+pub use api::*;
+pub use error::StoreError;
+pub use store::SeaOrmStore;

@@ -1,0 +1,208 @@
+//! Leasing due messages: to a client (`ClientMessagesForProcessing`) and to the server's backlog
+//! loop. Both pick candidates with a bounded, non-locking read, lock those rows by primary key
+//! (re-checking that they are still due), and update only the locked rows, in one transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use fleetgate_types::pb::fleetspeak::Message;
+use fleetgate_types::time::{client_retry_time, server_retry_time, unix_micros};
+use fleetgate_types::{ClientId, MessageId};
+use sea_orm::{DatabaseTransaction, Value};
+
+use super::rows::{self, MSG_COLS};
+use super::write::corrupt;
+use crate::api::Result;
+use crate::db::{Q, placeholders, to_i64};
+use crate::store::SeaOrmStore;
+
+type TxQ<'a> = Q<'a, DatabaseTransaction>;
+
+pub(crate) async fn client_messages(
+    s: &SeaOrmStore,
+    client: ClientId,
+    limit: usize,
+    service_limits: Option<&HashMap<String, u64>>,
+) -> Result<Vec<Message>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let now = s.now();
+    let (now_us, lease_us) = (unix_micros(now), unix_micros(client_retry_time(now)));
+    s.tx("client_messages_for_processing", move |tx| {
+        Box::pin(async move {
+            let q = tx.q();
+            let mut msgs = client_candidates(&q, client, limit, service_limits, now_us).await?;
+            let ids = ids_of(&q, &msgs)?;
+            let locked: HashSet<MessageId> =
+                lock(&q, false, &ids, now_us).await?.into_keys().collect();
+            if locked.is_empty() {
+                return Ok(Vec::new());
+            }
+            let locked_ids: Vec<MessageId> =
+                ids.into_iter().filter(|id| locked.contains(id)).collect();
+            let sql = format!(
+                "UPDATE pending_messages SET retry_count = retry_count + 1, scheduled_time = ? \
+                 WHERE for_server = 0 AND message_id IN ({})",
+                placeholders(locked_ids.len())
+            );
+            let mut vals: Vec<Value> = vec![lease_us.into()];
+            vals.extend(locked_ids.iter().map(|id| id.to_vec().into()));
+            q.exec(&sql, vals).await?;
+            msgs.retain(|m| {
+                MessageId::from_bytes(&m.message_id).is_ok_and(|id| locked.contains(&id))
+            });
+            Ok(msgs)
+        })
+    })
+    .await
+}
+
+/// Due messages of `client`, at most `limit`, at most `service_limits[svc]` per service (a service
+/// missing from the map gets none), in message id order.
+async fn client_candidates(
+    q: &TxQ<'_>,
+    client: ClientId,
+    limit: usize,
+    service_limits: Option<&HashMap<String, u64>>,
+    now_us: i64,
+) -> Result<Vec<Message>> {
+    let base = format!(
+        "SELECT {MSG_COLS}, pm.data_type_url, pm.data_value FROM messages m \
+         JOIN pending_messages pm ON pm.for_server = 0 AND pm.message_id = m.message_id \
+         WHERE m.destination_client_id = ? AND pm.scheduled_time < ?"
+    );
+    let lim = to_i64(limit as u64);
+    let (sql, vals): (String, Vec<Value>) = match service_limits {
+        None => (
+            format!("{base} ORDER BY m.message_id LIMIT ?"),
+            vec![client.to_vec().into(), now_us.into(), lim.into()],
+        ),
+        Some(limits) => {
+            let mut parts = Vec::new();
+            let mut vals: Vec<Value> = Vec::new();
+            for (i, (svc, n)) in limits.iter().filter(|(_, n)| **n > 0).enumerate() {
+                parts.push(format!(
+                    "SELECT * FROM ({base} AND m.destination_service_name = ? ORDER BY m.message_id LIMIT ?) AS s{i}"
+                ));
+                vals.extend([
+                    client.to_vec().into(),
+                    now_us.into(),
+                    svc.clone().into(),
+                    to_i64(*n).min(lim).into(),
+                ]);
+            }
+            if parts.is_empty() {
+                return Ok(Vec::new());
+            }
+            (parts.join(" UNION ALL "), vals)
+        }
+    };
+    let mut msgs = q
+        .all(&sql, vals)
+        .await?
+        .iter()
+        .map(|r| rows::decode(&q.row(r)))
+        .collect::<Result<Vec<_>>>()?;
+    msgs.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    msgs.truncate(limit);
+    Ok(msgs)
+}
+
+fn ids_of(q: &TxQ<'_>, msgs: &[Message]) -> Result<Vec<MessageId>> {
+    msgs.iter()
+        .map(|m| MessageId::from_bytes(&m.message_id).map_err(|e| corrupt(q.op, e)))
+        .collect()
+}
+
+/// Locks the pending rows of `ids` that are still due; returns their retry counts.
+async fn lock(
+    q: &TxQ<'_>,
+    for_server: bool,
+    ids: &[MessageId],
+    now_us: i64,
+) -> Result<HashMap<MessageId, i64>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT message_id, retry_count FROM pending_messages \
+         WHERE for_server = ? AND message_id IN ({}) AND scheduled_time < ?{}",
+        placeholders(ids.len()),
+        q.d.for_update()
+    );
+    let mut vals: Vec<Value> = vec![for_server.into()];
+    vals.extend(ids.iter().map(|id| id.to_vec().into()));
+    vals.push(now_us.into());
+    let mut out = HashMap::new();
+    for r in q.all(&sql, vals).await? {
+        let r = q.row(&r);
+        let id = MessageId::from_bytes(&r.bytes(0)?).map_err(|e| corrupt(q.op, e))?;
+        out.insert(id, r.i64(1)?);
+    }
+    Ok(out)
+}
+
+pub(crate) async fn server_messages(s: &SeaOrmStore, limit: usize) -> Result<Vec<Message>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let now = s.now();
+    let now_us = unix_micros(now);
+    s.tx("lease_server_messages", move |tx| {
+        Box::pin(async move {
+            let q = tx.q();
+            let ids = server_candidates(&q, limit, now_us).await?;
+            let locked = lock(&q, true, &ids, now_us).await?;
+            if locked.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut ids: Vec<MessageId> = locked.keys().copied().collect();
+            ids.sort();
+            let mut sql = String::from("UPDATE pending_messages SET retry_count = retry_count + 1, scheduled_time = CASE message_id");
+            let mut vals: Vec<Value> = Vec::new();
+            for id in &ids {
+                let next = u32::try_from(locked[id] + 1).unwrap_or(u32::MAX);
+                sql.push_str(" WHEN ? THEN ?");
+                vals.extend([id.to_vec().into(), unix_micros(server_retry_time(now, next)).into()]);
+            }
+            sql.push_str(&format!(" END WHERE for_server = 1 AND message_id IN ({})", placeholders(ids.len())));
+            vals.extend(ids.iter().map(|id| id.to_vec().into()));
+            q.exec(&sql, vals).await?;
+            let sql = format!(
+                "SELECT {MSG_COLS}, pm.data_type_url, pm.data_value FROM messages m \
+                 JOIN pending_messages pm ON pm.for_server = 1 AND pm.message_id = m.message_id \
+                 WHERE m.message_id IN ({}) ORDER BY m.message_id",
+                placeholders(ids.len())
+            );
+            let rows = q.all(&sql, ids.iter().map(|id| id.to_vec().into()).collect()).await?;
+            rows.iter().map(|r| rows::decode(&q.row(r))).collect()
+        })
+    })
+    .await
+}
+
+/// Up to `limit` due server-bound ids, starting at a random key so that several servers draining
+/// one backlog rarely contend for the same rows.
+async fn server_candidates(q: &TxQ<'_>, limit: usize, now_us: i64) -> Result<Vec<MessageId>> {
+    let start: [u8; 2] = rand::random();
+    let mut ids = Vec::new();
+    for cmp in [">=", "<"] {
+        let want = limit - ids.len();
+        if want == 0 {
+            break;
+        }
+        let sql = format!(
+            "SELECT message_id FROM pending_messages WHERE for_server = 1 AND message_id {cmp} ? \
+             AND scheduled_time < ? ORDER BY message_id LIMIT ?"
+        );
+        let vals: Vec<Value> = vec![
+            start.to_vec().into(),
+            now_us.into(),
+            to_i64(want as u64).into(),
+        ];
+        for r in q.all(&sql, vals).await? {
+            ids.push(MessageId::from_bytes(&q.row(&r).bytes(0)?).map_err(|e| corrupt(q.op, e))?);
+        }
+    }
+    Ok(ids)
+}

@@ -1,0 +1,40 @@
+//! `broadcast_labels`: the labels a client needs to receive a broadcast (datastore.md §3.9).
+
+use sea_orm_migration::prelude::*;
+
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m0009_broadcast_labels"
+    }
+}
+
+/// Fleetspeak's statement, verbatim, so Go servers and Fleetgate can share the database.
+const MYSQL: &[&str] = &[r"CREATE TABLE IF NOT EXISTS broadcast_labels(
+broadcast_id BINARY(8) NOT NULL,
+service_name VARCHAR(128) NOT NULL,
+label VARCHAR(128) NOT NULL,
+PRIMARY KEY (broadcast_id, service_name, label),
+CONSTRAINT broadcast_labels_fk_1
+  FOREIGN KEY (broadcast_id)
+  REFERENCES broadcasts(broadcast_id)
+  ON DELETE CASCADE)"];
+
+const SQLITE: &[&str] = &[r"CREATE TABLE IF NOT EXISTS broadcast_labels(
+broadcast_id BLOB NOT NULL,
+service_name TEXT NOT NULL,
+label TEXT NOT NULL,
+PRIMARY KEY (broadcast_id, service_name, label),
+FOREIGN KEY (broadcast_id) REFERENCES broadcasts(broadcast_id) ON DELETE CASCADE)"];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        super::run(m, MYSQL, SQLITE).await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        super::drop_table(m, "broadcast_labels").await
+    }
+}

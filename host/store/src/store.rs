@@ -1,0 +1,171 @@
+//! [`SeaOrmStore`]: opening the pool, running the migrations, and the [`Store`] methods that are
+//! not about one kind of data.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use fleetgate_types::Clock;
+use fleetgate_types::time::unix_nanos;
+use sea_orm::sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::sqlx::{self, ConnectOptions as _};
+use sea_orm::{DatabaseConnection, SqlxMySqlConnector, SqlxSqliteConnector};
+use sea_orm_migration::MigratorTrait;
+
+use crate::StoreError;
+use crate::api::{Result, Store};
+use crate::db::{self, BoxFut, Dialect, Q, Tx};
+use crate::migrations::Migrator;
+
+/// Connections kept to a MySQL server (the original keeps 100; one Fleetgate process rarely needs
+/// more than a few dozen at once).
+const MYSQL_POOL: u32 = 32;
+/// Connections to an SQLite file: readers run in parallel under WAL, writers queue on the lock.
+const SQLITE_FILE_POOL: u32 = 4;
+/// How long SQLite waits for another connection's write lock before reporting SQLITE_BUSY.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sea-orm store over SQLite or MySQL/MariaDB.
+///
+/// Cloning is cheap and shares the pool. Every "now" comes from `clock`, so tests can drive time.
+#[derive(Clone, Debug)]
+pub struct SeaOrmStore {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) dialect: Dialect,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl SeaOrmStore {
+    /// Opens `sqlite://PATH?mode=rwc`, `sqlite::memory:` or `mysql://user:pass@host:port/db` and
+    /// brings the schema up to date (idempotent; tolerates tables a Go Fleetspeak server created).
+    pub async fn open(
+        url: &str,
+        clock: Arc<dyn Clock>,
+    ) -> std::result::Result<SeaOrmStore, StoreError> {
+        let (db, dialect) = if url.starts_with("sqlite:") {
+            (open_sqlite(url).await?, Dialect::Sqlite)
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            (open_mysql(url).await?, Dialect::MySql)
+        } else {
+            return Err(StoreError::Invalid(format!(
+                "unsupported database URL scheme: {}",
+                redact(url)
+            )));
+        };
+        Migrator::up(&db, None)
+            .await
+            .map_err(|e| db::db_err("migrate", e))?;
+        tracing::debug!(dialect = ?dialect, "store opened");
+        Ok(SeaOrmStore { db, dialect, clock })
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    pub(crate) fn now_ns(&self) -> i64 {
+        unix_nanos(self.now())
+    }
+
+    /// The pool, for single statements outside a transaction.
+    pub(crate) fn q(&self, op: &'static str) -> Q<'_, DatabaseConnection> {
+        Q {
+            conn: &self.db,
+            d: self.dialect,
+            op,
+        }
+    }
+
+    /// Runs `body` in a retried transaction (see [`db::transact`]).
+    pub(crate) async fn tx<'x, T, F>(&'x self, op: &'static str, body: F) -> Result<T>
+    where
+        T: Send + 'x,
+        F: Fn(Tx) -> BoxFut<'x, T> + Send + Sync + 'x,
+    {
+        db::transact(&self.db, self.dialect, op, body).await
+    }
+}
+
+fn conn_err(op: &'static str, e: sqlx::Error) -> StoreError {
+    db::db_err(op, sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))
+}
+
+async fn open_sqlite(url: &str) -> Result<DatabaseConnection> {
+    let opts = SqliteConnectOptions::from_str(url)
+        .map_err(|e| conn_err("open", e))?
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .disable_statement_logging();
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let (opts, max) = if in_memory {
+        // Each connection to a private in-memory database would see its own empty database.
+        (opts, 1)
+    } else {
+        (
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal),
+            SQLITE_FILE_POOL,
+        )
+    };
+    // An in-memory database dies with its last connection: never recycle it.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max)
+        .min_connections(if in_memory { 1 } else { 0 })
+        .idle_timeout(if in_memory {
+            None
+        } else {
+            Some(Duration::from_secs(600))
+        })
+        .max_lifetime(if in_memory {
+            None
+        } else {
+            Some(Duration::from_secs(1800))
+        })
+        .connect_with(opts)
+        .await
+        .map_err(|e| conn_err("open", e))?;
+    Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+}
+
+async fn open_mysql(url: &str) -> Result<DatabaseConnection> {
+    let url = url
+        .strip_prefix("mariadb:")
+        .map(|rest| format!("mysql:{rest}"))
+        .unwrap_or_else(|| url.to_owned());
+    let opts = MySqlConnectOptions::from_str(&url)
+        .map_err(|e| conn_err("open", e))?
+        .disable_statement_logging();
+    let pool = MySqlPoolOptions::new()
+        .max_connections(MYSQL_POOL)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .map_err(|e| conn_err("open", e))?;
+    Ok(SqlxMySqlConnector::from_sqlx_mysql_pool(pool))
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Store for SeaOrmStore {
+    async fn ping(&self) -> Result<()> {
+        self.q("ping").one("SELECT 1", vec![]).await.map(|_| ())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.db
+            .close_by_ref()
+            .await
+            .map_err(|e| db::db_err("close", e))
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what the tests need (the real
+# Fleetspeak peers from PyPI, MariaDB started if it is down), builds, lints, runs the unit,
+# store-conformance (SQLite and MariaDB), end-to-end and fuzz-smoke suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "peers: fleetspeak client, server, admin CLI and Python connectors from PyPI"
+export FLEETGATE_PEERS_VENV="$root/target/peers-venv"
+bash .ci/peers.sh "$FLEETGATE_PEERS_VENV"
+
+step "MariaDB for the store suite"
+if ! mysqladmin -uroot --connect-timeout=2 ping >/dev/null 2>&1; then
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  for _ in $(seq 1 30); do mysqladmin -uroot ping >/dev/null 2>&1 && break; sleep 1; done
+fi
+# Root must be able to log in over TCP without a password (peers.md).
+mysql -uroot -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')" 2>/dev/null || true
+export FLEETGATE_TEST_MYSQL="mysql://root@127.0.0.1:3306"
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "build"
+cargo build --workspace --all-targets
+export FLEETGATE_BIN="$root/target/debug/fleetgate"
+
+step "tests"
+cargo test --workspace

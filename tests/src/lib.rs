@@ -1,0 +1,31 @@
+//! End-to-end harness: the `fleetgate` binary on port 0 with a temporary state directory and
+//! SQLite database, driven by the real Go `fleetspeak-client` and a Python daemon service.
+//!
+//! * [`env`] finds the binaries (`FLEETGATE_BIN`, `FLEETGATE_PEERS_VENV`) and fails loudly
+//!   when they are missing.
+//! * [`server::Server`] starts, stops and restarts `fleetgate quickstart`.
+//! * [`client::GoClient`] runs one real client with its own config, state and daemon service.
+//! * [`daemon`] reads what the daemon service (`tests/daemon/echo.py`) received.
+//! * [`admin::Admin`] wraps the admin gRPC API.
+//! * [`tls`] speaks raw HTTPS to the client frontend.
+//! * [`wait::eventually`] polls until a condition holds.
+
+pub mod admin;
+pub mod checks;
+pub mod client;
+pub mod daemon;
+pub mod env;
+pub mod server;
+pub mod tls;
+pub mod wait;
+
+pub use admin::Admin;
+pub use client::{ClientOptions, GoClient};
+pub use server::{Server, ServerOptions};
+pub use wait::eventually;
+
+/// Returns the last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
