@@ -41,8 +41,8 @@ impl Default for ServerOptions {
 
 /// A running (or stopped) `fleetgate quickstart`, with everything under one temp dir:
 /// `state/` (the `--state_dir`), `server.log` (stdout and stderr of every run), `ready`,
-/// and `clients/<n>/` for [`crate::GoClient`]s. On a failing test the dir is kept and the log
-/// tail printed.
+/// and `clients/<n>/` for [`crate::GoClient`]s. On a failing test (or with
+/// `FLEETGATE_E2E_KEEP=1`) the dir is kept; on a failing test the log tail is printed.
 pub struct Server {
     root: Option<TempDir>,
     root_path: PathBuf,
@@ -250,15 +250,20 @@ impl Drop for Server {
         if let Some(child) = self.child.as_mut() {
             let _ = child.start_kill();
         }
-        if std::thread::panicking() {
+        let failed = std::thread::panicking();
+        let keep =
+            std::env::var_os("FLEETGATE_E2E_KEEP").is_some_and(|v| !v.is_empty() && v != "0");
+        if (failed || keep)
+            && let Some(root) = self.root.take()
+        {
             // Keep the evidence.
-            if let Some(root) = self.root.take() {
-                let kept = root.keep();
-                eprintln!(
-                    "=== test failed; fleetgate state, logs and client dirs kept in {}",
-                    kept.display()
-                );
-            }
+            let kept = root.keep();
+            eprintln!(
+                "=== fleetgate state, logs and client dirs kept in {}",
+                kept.display()
+            );
+        }
+        if failed {
             eprintln!(
                 "=== fleetgate log tail ({}):\n{}\n=== end of fleetgate log",
                 self.log_path().display(),

@@ -8,6 +8,7 @@ use fleetgate_tests::{ClientOptions, GoClient, Server, ServerOptions, checks, ev
 
 #[tokio::test]
 async fn daemon_exit_produces_a_resource_usage_record() {
+    let t0 = std::time::Instant::now();
     let server = Server::start(ServerOptions::default()).await;
     let client = GoClient::start(
         &server,
@@ -58,6 +59,7 @@ async fn daemon_exit_produces_a_resource_usage_record() {
         other => panic!("die not received: {other:?}"),
     };
     checks::acked(&admin, std::slice::from_ref(&die), Duration::from_secs(30)).await;
+    eprintln!("[{:.1?}] die delivered and acked", t0.elapsed());
 
     let record = eventually(
         Duration::from_secs(60),
@@ -71,6 +73,7 @@ async fn daemon_exit_produces_a_resource_usage_record() {
         },
     )
     .await;
+    eprintln!("[{:.1?}] terminated record: {record:?}", t0.elapsed());
     assert_eq!(record.scope, "TestService", "record: {record:?}");
     assert_eq!(
         record.pid,

@@ -22,7 +22,11 @@ pub use service::AdminService;
 pub const MAX_REQUEST: usize = 4 * 1024 * 1024;
 
 /// Serves the admin API on `listener` until `shutdown` fires.
-pub async fn serve(listener: TcpListener, engine: Engine, shutdown: CancellationToken) -> Result<(), tonic::transport::Error> {
+pub async fn serve(
+    listener: TcpListener,
+    engine: Engine,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "admin API listening");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);

@@ -34,7 +34,9 @@ impl AdminService {
 fn client_ids(raw: &[Vec<u8>]) -> Result<Vec<ClientId>, Status> {
     raw.iter()
         .filter(|b| !b.is_empty())
-        .map(|b| ClientId::from_bytes(b).map_err(|e| invalid(format!("unable to parse client ID: {e}"))))
+        .map(|b| {
+            ClientId::from_bytes(b).map_err(|e| invalid(format!("unable to parse client ID: {e}")))
+        })
         .collect()
 }
 
@@ -43,53 +45,87 @@ fn client_id(raw: &[u8]) -> Result<Option<ClientId>, Status> {
 }
 
 fn time(ts: &Option<prost_types::Timestamp>, what: &str) -> Result<SystemTime, Status> {
-    ts.as_ref().and_then(from_timestamp).ok_or_else(|| invalid(format!("{what} is missing or invalid")))
+    ts.as_ref()
+        .and_then(from_timestamp)
+        .ok_or_else(|| invalid(format!("{what} is missing or invalid")))
 }
 
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn create_broadcast(&self, req: Request<CreateBroadcastRequest>) -> Reply<EmptyMessage> {
         let req = req.into_inner();
-        let mut b = req.broadcast.ok_or_else(|| invalid("CreateBroadcast requires a broadcast"))?;
+        let mut b = req
+            .broadcast
+            .ok_or_else(|| invalid("CreateBroadcast requires a broadcast"))?;
         if b.broadcast_id.is_empty() {
             b.broadcast_id = fleetgate_types::BroadcastId::random().to_vec();
         }
         let store = self.engine.store();
-        store.create_broadcast(&b, req.limit).await.map_err(|e| from_store("can't create broadcast", e))?;
+        store
+            .create_broadcast(&b, req.limit)
+            .await
+            .map_err(|e| from_store("can't create broadcast", e))?;
         Ok(Response::new(EmptyMessage {}))
     }
 
-    async fn list_active_broadcasts(&self, req: Request<ListActiveBroadcastsRequest>) -> Reply<ListActiveBroadcastsResponse> {
+    async fn list_active_broadcasts(
+        &self,
+        req: Request<ListActiveBroadcastsRequest>,
+    ) -> Reply<ListActiveBroadcastsResponse> {
         let service = req.into_inner().service_name;
-        let active = self.engine.store().list_active_broadcasts().await.map_err(|e| from_store("can't list broadcasts", e))?;
+        let active = self
+            .engine
+            .store()
+            .list_active_broadcasts()
+            .await
+            .map_err(|e| from_store("can't list broadcasts", e))?;
         let broadcasts = active
             .into_iter()
             .map(|i| i.broadcast)
-            .filter(|b| service.is_empty() || b.source.as_ref().is_some_and(|s| s.service_name == service))
+            .filter(|b| {
+                service.is_empty() || b.source.as_ref().is_some_and(|s| s.service_name == service)
+            })
             .collect();
         Ok(Response::new(ListActiveBroadcastsResponse { broadcasts }))
     }
 
-    async fn disable_broadcasts(&self, req: Request<DisableBroadcastsRequest>) -> Reply<EmptyMessage> {
+    async fn disable_broadcasts(
+        &self,
+        req: Request<DisableBroadcastsRequest>,
+    ) -> Reply<EmptyMessage> {
         let ids = req
             .into_inner()
             .broadcast_ids
             .iter()
-            .map(|b| fleetgate_types::BroadcastId::from_bytes(b).map_err(|e| invalid(e.to_string())))
+            .map(|b| {
+                fleetgate_types::BroadcastId::from_bytes(b).map_err(|e| invalid(e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        self.engine.store().disable_broadcasts(&ids).await.map_err(|e| from_store("can't disable broadcasts", e))?;
+        self.engine
+            .store()
+            .disable_broadcasts(&ids)
+            .await
+            .map_err(|e| from_store("can't disable broadcasts", e))?;
         Ok(Response::new(EmptyMessage {}))
     }
 
     async fn list_clients(&self, req: Request<ListClientsRequest>) -> Reply<ListClientsResponse> {
         let ids = client_ids(&req.into_inner().client_ids)?;
-        let clients = self.engine.store().list_clients(&ids).await.map_err(|e| from_store("can't list clients", e))?;
+        let clients = self
+            .engine
+            .store()
+            .list_clients(&ids)
+            .await
+            .map_err(|e| from_store("can't list clients", e))?;
         Ok(Response::new(ListClientsResponse { clients }))
     }
 
     type StreamClientIdsStream = BoxStream<StreamClientIdsResponse>;
 
-    async fn stream_client_ids(&self, req: Request<StreamClientIdsRequest>) -> Reply<Self::StreamClientIdsStream> {
+    async fn stream_client_ids(
+        &self,
+        req: Request<StreamClientIdsRequest>,
+    ) -> Reply<Self::StreamClientIdsStream> {
         let req = req.into_inner();
         let after = req.last_contact_after.as_ref().and_then(from_timestamp);
         let ids = self
@@ -98,13 +134,25 @@ impl Admin for AdminService {
             .stream_client_ids(req.include_blacklisted, after)
             .await
             .map_err(|e| from_store("can't list client IDs", e))?;
-        let items = ids.into_iter().map(|id| Ok(StreamClientIdsResponse { client_id: id.to_vec() }));
+        let items = ids.into_iter().map(|id| {
+            Ok(StreamClientIdsResponse {
+                client_id: id.to_vec(),
+            })
+        });
         Ok(Response::new(Box::pin(futures::stream::iter(items))))
     }
 
-    async fn list_client_contacts(&self, req: Request<ListClientContactsRequest>) -> Reply<ListClientContactsResponse> {
+    async fn list_client_contacts(
+        &self,
+        req: Request<ListClientContactsRequest>,
+    ) -> Reply<ListClientContactsResponse> {
         let contacts = match client_id(&req.into_inner().client_id)? {
-            Some(id) => self.engine.store().list_client_contacts(id).await.map_err(|e| from_store("can't list contacts", e))?,
+            Some(id) => self
+                .engine
+                .store()
+                .list_client_contacts(id)
+                .await
+                .map_err(|e| from_store("can't list contacts", e))?,
             None => Vec::new(),
         };
         Ok(Response::new(ListClientContactsResponse { contacts }))
@@ -112,23 +160,44 @@ impl Admin for AdminService {
 
     type StreamClientContactsStream = BoxStream<StreamClientContactsResponse>;
 
-    async fn stream_client_contacts(&self, req: Request<StreamClientContactsRequest>) -> Reply<Self::StreamClientContactsStream> {
+    async fn stream_client_contacts(
+        &self,
+        req: Request<StreamClientContactsRequest>,
+    ) -> Reply<Self::StreamClientContactsStream> {
         let contacts = match client_id(&req.into_inner().client_id)? {
-            Some(id) => self.engine.store().list_client_contacts(id).await.map_err(|e| from_store("can't list contacts", e))?,
+            Some(id) => self
+                .engine
+                .store()
+                .list_client_contacts(id)
+                .await
+                .map_err(|e| from_store("can't list contacts", e))?,
             None => Vec::new(),
         };
-        let items = contacts.into_iter().map(|c| Ok(StreamClientContactsResponse { contact: Some(c) }));
+        let items = contacts
+            .into_iter()
+            .map(|c| Ok(StreamClientContactsResponse { contact: Some(c) }));
         Ok(Response::new(Box::pin(futures::stream::iter(items))))
     }
 
-    async fn get_message_status(&self, req: Request<GetMessageStatusRequest>) -> Reply<GetMessageStatusResponse> {
+    async fn get_message_status(
+        &self,
+        req: Request<GetMessageStatusRequest>,
+    ) -> Reply<GetMessageStatusResponse> {
         let raw = req.into_inner().message_id;
         let Some(id) = MessageId::from_wire(&raw).map_err(|e| invalid(e.to_string()))? else {
             return Ok(Response::new(GetMessageStatusResponse::default()));
         };
-        let status = self.engine.store().get_message_status(id).await.map_err(|e| from_store("can't read message status", e))?;
+        let status = self
+            .engine
+            .store()
+            .get_message_status(id)
+            .await
+            .map_err(|e| from_store("can't read message status", e))?;
         let resp = match status {
-            Some((creation_time, result)) => GetMessageStatusResponse { creation_time: Some(creation_time), result },
+            Some((creation_time, result)) => GetMessageStatusResponse {
+                creation_time: Some(creation_time),
+                result,
+            },
             None => GetMessageStatusResponse::default(),
         };
         Ok(Response::new(resp))
@@ -136,17 +205,32 @@ impl Admin for AdminService {
 
     async fn insert_message(&self, req: Request<Message>) -> Reply<EmptyMessage> {
         let m = req.into_inner();
-        if m.destination.as_ref().is_none_or(|d| d.service_name.is_empty()) {
+        if m.destination
+            .as_ref()
+            .is_none_or(|d| d.service_name.is_empty())
+        {
             return Err(invalid("message must have Destination"));
         }
         if m.source.as_ref().is_none_or(|s| s.service_name.is_empty()) {
             return Err(invalid("message must have Source"));
         }
-        let dest = m.destination.as_ref().map(|d| d.client_id.as_slice()).unwrap_or_default();
+        let dest = m
+            .destination
+            .as_ref()
+            .map(|d| d.client_id.as_slice())
+            .unwrap_or_default();
         if let Some(client) = client_id(dest)? {
-            let found = self.engine.store().list_clients(&[client]).await.map_err(|e| from_store("error listing destination client", e))?;
+            let found = self
+                .engine
+                .store()
+                .list_clients(&[client])
+                .await
+                .map_err(|e| from_store("error listing destination client", e))?;
             if found.len() != 1 {
-                return Err(Status::not_found(format!("expected 1 destination client result, got {} ({client})", found.len())));
+                return Err(Status::not_found(format!(
+                    "expected 1 destination client result, got {} ({client})",
+                    found.len()
+                )));
             }
             let size = m.encoded_len();
             if size > MAX_CLIENT_MESSAGE {
@@ -155,22 +239,37 @@ impl Admin for AdminService {
                 )));
             }
         }
-        self.engine.insert_message(m).await.map_err(|e| from_engine("can't insert message", e))?;
+        self.engine
+            .insert_message(m)
+            .await
+            .map_err(|e| from_engine("can't insert message", e))?;
         Ok(Response::new(EmptyMessage {}))
     }
 
-    async fn delete_pending_messages(&self, req: Request<DeletePendingMessagesRequest>) -> Reply<EmptyMessage> {
+    async fn delete_pending_messages(
+        &self,
+        req: Request<DeletePendingMessagesRequest>,
+    ) -> Reply<EmptyMessage> {
         let ids = client_ids(&req.into_inner().client_ids)?;
         if !ids.is_empty() {
-            self.engine.store().delete_pending_messages(&ids).await.map_err(|e| from_store("can't delete pending messages", e))?;
+            self.engine
+                .store()
+                .delete_pending_messages(&ids)
+                .await
+                .map_err(|e| from_store("can't delete pending messages", e))?;
         }
         Ok(Response::new(EmptyMessage {}))
     }
 
-    async fn get_pending_messages(&self, req: Request<GetPendingMessagesRequest>) -> Reply<GetPendingMessagesResponse> {
+    async fn get_pending_messages(
+        &self,
+        req: Request<GetPendingMessagesRequest>,
+    ) -> Reply<GetPendingMessagesResponse> {
         let req = req.into_inner();
         if req.offset > 0 && req.limit == 0 {
-            return Err(invalid("if offset is provided, a limit must be provided as well"));
+            return Err(invalid(
+                "if offset is provided, a limit must be provided as well",
+            ));
         }
         let ids = client_ids(&req.client_ids)?;
         let messages = if ids.is_empty() {
@@ -185,12 +284,19 @@ impl Admin for AdminService {
         Ok(Response::new(GetPendingMessagesResponse { messages }))
     }
 
-    async fn get_pending_message_count(&self, req: Request<GetPendingMessageCountRequest>) -> Reply<GetPendingMessageCountResponse> {
+    async fn get_pending_message_count(
+        &self,
+        req: Request<GetPendingMessageCountRequest>,
+    ) -> Reply<GetPendingMessageCountResponse> {
         let ids = client_ids(&req.into_inner().client_ids)?;
         let count = if ids.is_empty() {
             0
         } else {
-            self.engine.store().get_pending_message_count(&ids).await.map_err(|e| from_store("can't read pending message count", e))?
+            self.engine
+                .store()
+                .get_pending_message_count(&ids)
+                .await
+                .map_err(|e| from_store("can't read pending message count", e))?
         };
         Ok(Response::new(GetPendingMessageCountResponse { count }))
     }
@@ -200,7 +306,11 @@ impl Admin for AdminService {
         if req.service_name.is_empty() || req.file_name.is_empty() {
             return Err(invalid("file must have service_name and file_name"));
         }
-        self.engine.store().store_file(&req.service_name, &req.file_name, &req.data).await.map_err(|e| from_store("can't store file", e))?;
+        self.engine
+            .store()
+            .store_file(&req.service_name, &req.file_name, &req.data)
+            .await
+            .map_err(|e| from_store("can't store file", e))?;
         Ok(Response::new(EmptyMessage {}))
     }
 
@@ -209,7 +319,11 @@ impl Admin for AdminService {
         if req.service_name.is_empty() || req.file_name.is_empty() {
             return Err(invalid("file must have service_name and file_name"));
         }
-        self.engine.store().delete_file(&req.service_name, &req.file_name).await.map_err(|e| from_store("can't delete file", e))?;
+        self.engine
+            .store()
+            .delete_file(&req.service_name, &req.file_name)
+            .await
+            .map_err(|e| from_store("can't delete file", e))?;
         Ok(Response::new(EmptyMessage {}))
     }
 
@@ -219,7 +333,11 @@ impl Admin for AdminService {
 
     async fn blacklist_client(&self, req: Request<BlacklistClientRequest>) -> Reply<EmptyMessage> {
         if let Some(id) = client_id(&req.into_inner().client_id)? {
-            self.engine.store().blacklist_client(id).await.map_err(|e| from_store("can't blacklist client", e))?;
+            self.engine
+                .store()
+                .blacklist_client(id)
+                .await
+                .map_err(|e| from_store("can't blacklist client", e))?;
         }
         Ok(Response::new(EmptyMessage {}))
     }
@@ -233,7 +351,9 @@ impl Admin for AdminService {
         let start = time(&req.start_timestamp, "start_timestamp")?;
         let end = time(&req.end_timestamp, "end_timestamp")?;
         if start > end {
-            return Err(invalid("timerange is invalid: start timestamp is after end timestamp"));
+            return Err(invalid(
+                "timerange is invalid: start timestamp is after end timestamp",
+            ));
         }
         let records = self
             .engine
@@ -241,7 +361,8 @@ impl Admin for AdminService {
             .fetch_resource_usage_records(id, start, end)
             .await
             .map_err(|e| from_store("can't fetch resource usage records", e))?;
-        Ok(Response::new(FetchClientResourceUsageRecordsResponse { records }))
+        Ok(Response::new(FetchClientResourceUsageRecordsResponse {
+            records,
+        }))
     }
 }
-

@@ -18,7 +18,9 @@ pub fn from_store(context: &str, e: StoreError) -> Status {
         StoreError::Invalid(_) => Status::invalid_argument(msg),
         StoreError::NotSupported(_) => Status::unimplemented(msg),
         StoreError::BroadcastDisabled(_) => Status::failed_precondition(msg),
-        StoreError::Backend { retryable: true, .. } => Status::unavailable(msg),
+        StoreError::Backend {
+            retryable: true, ..
+        } => Status::unavailable(msg),
         StoreError::Backend { .. } => Status::internal(msg),
     }
 }

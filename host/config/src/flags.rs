@@ -301,6 +301,9 @@ pub struct ServerFlags {
     pub log: LogFlags,
     /// Arguments after the flags (the server takes none).
     pub args: Vec<String>,
+    /// Every flag as parsed, including the binary's extra ones
+    /// ([`ServerFlags::parse_with`]).
+    pub flags: Flags,
 }
 
 impl ServerFlags {
@@ -311,7 +314,19 @@ impl ServerFlags {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let flags = parse_flags(args, SERVER_FLAGS)?;
+        Self::parse_with(args, &[])
+    }
+
+    /// Like [`ServerFlags::parse`], also accepting the binary's own flags
+    /// (`--ready_file`, `--log_format`, …); read them from
+    /// [`ServerFlags::flags`].
+    pub fn parse_with<I, S>(args: I, extra: &[FlagSpec]) -> Result<Self, FlagError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let spec: Vec<FlagSpec> = SERVER_FLAGS.iter().chain(extra).copied().collect();
+        let flags = parse_flags(args, &spec)?;
         let path = |name: &str, default: &str| PathBuf::from(flags.value(name).unwrap_or(default));
         Ok(Self {
             components_config: path(
@@ -324,7 +339,8 @@ impl ServerFlags {
             database: flags.value("database").map(str::to_owned),
             state_dir: flags.value("state_dir").map(PathBuf::from),
             log: flags.log(),
-            args: flags.args,
+            args: flags.args.clone(),
+            flags,
         })
     }
 }
@@ -444,6 +460,17 @@ mod tests {
             s.components_config,
             PathBuf::from("/etc/fleetspeak-server/server.components.config")
         );
+        const READY: FlagSpec = FlagSpec {
+            name: "ready_file",
+            kind: FlagKind::String,
+            default: "",
+            usage: "file written once listening",
+        };
+        let s = ServerFlags::parse_with(["--ready_file=/r", "--database=sqlite:///x"], &[READY])
+            .expect("valid");
+        assert_eq!(s.flags.value("ready_file"), Some("/r"));
+        assert_eq!(s.database.as_deref(), Some("sqlite:///x"));
+        assert!(ServerFlags::parse(["--ready_file=/r"]).is_err());
         let u = usage("fleetgate server", SERVER_FLAGS);
         assert!(u.contains("  -components_config string\n"), "{u}");
         assert!(u.contains("  -logtostderr\n"), "{u}");

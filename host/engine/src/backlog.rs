@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use futures::future::join_all;
-use fleetgate_types::message::source_client;
 use fleetgate_types::MessageId;
+use fleetgate_types::message::source_client;
+use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
@@ -68,7 +68,9 @@ impl Engine {
     }
 
     async fn is_blacklisted_source(&self, m: &fleetgate_pb::fleetspeak::Message) -> bool {
-        let Ok(Some(client)) = source_client(m) else { return false };
+        let Ok(Some(client)) = source_client(m) else {
+            return false;
+        };
         if let Some(d) = self.inner.cache.get(client) {
             return d.blacklisted;
         }

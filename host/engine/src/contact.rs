@@ -43,14 +43,20 @@ fn parse_contact_data(wcd: &WrappedContactData) -> Result<ContactData, ContactEr
 
 impl Engine {
     /// Authorizes, enrols if new, records the contact and ingests the client's messages.
-    async fn establish(&self, c: Contact, streaming: bool) -> Result<(Established, Option<Arc<StreamSignal>>), ContactError> {
+    async fn establish(
+        &self,
+        c: Contact,
+        streaming: bool,
+    ) -> Result<(Established, Option<Arc<StreamSignal>>), ContactError> {
         if self.is_stopping() {
             return Err(ContactError::NotReady);
         }
         if let Some(required) = &self.inner.config.required_label
             && !c.wcd.client_labels.iter().any(|l| l == required)
         {
-            return Err(ContactError::NotAuthorized(format!("client lacks required label {required:?}")));
+            return Err(ContactError::NotAuthorized(format!(
+                "client lacks required label {required:?}"
+            )));
         }
         let data = self.client_data_or_enrol(&c).await?;
         let cd = parse_contact_data(&c.wcd)?;
@@ -61,14 +67,34 @@ impl Engine {
             received_nonce: cd.sequencing_nonce,
             address: c.observed_address.clone(),
             client_clock: cd.client_clock,
-            streaming_to: if streaming { self.inner.config.streaming_to.clone() } else { String::new() },
+            streaming_to: if streaming {
+                self.inner.config.streaming_to.clone()
+            } else {
+                String::new()
+            },
         };
-        let contact = self.inner.store.record_client_contact(&record).await.map_err(internal)?;
-        self.ingest(c.client_id, data.blacklisted, cd.messages, contact).await.map_err(internal)?;
+        let contact = self
+            .inner
+            .store
+            .record_client_contact(&record)
+            .await
+            .map_err(internal)?;
+        self.ingest(c.client_id, data.blacklisted, cd.messages, contact)
+            .await
+            .map_err(internal)?;
         // Register before selecting, so a message inserted during the selection still wakes us.
         let signal = streaming.then(|| self.inner.streams.register(c.client_id));
         let tokens = (!cd.allowed_messages.is_empty()).then_some(cd.allowed_messages);
-        Ok((Established { client: c.client_id, blacklisted: data.blacklisted, contact, nonce, tokens }, signal))
+        Ok((
+            Established {
+                client: c.client_id,
+                blacklisted: data.blacklisted,
+                contact,
+                nonce,
+                tokens,
+            },
+            signal,
+        ))
     }
 
     async fn client_data_or_enrol(&self, c: &Contact) -> Result<ClientData, ContactError> {
@@ -83,11 +109,21 @@ impl Engine {
                 Ok(d)
             }
             Err(StoreError::NotFound(_)) => {
-                let data = ClientData { key: c.public_key.clone(), labels: Vec::new(), blacklisted: false };
-                store.add_client(c.client_id, &data).await.map_err(internal)?;
+                let data = ClientData {
+                    key: c.public_key.clone(),
+                    labels: Vec::new(),
+                    blacklisted: false,
+                };
+                store
+                    .add_client(c.client_id, &data)
+                    .await
+                    .map_err(internal)?;
                 let mut labels = Vec::new();
                 for l in c.wcd.client_labels.iter().filter(|l| !l.is_empty()) {
-                    let label = Label { service_name: "client".into(), label: l.clone() };
+                    let label = Label {
+                        service_name: "client".into(),
+                        label: l.clone(),
+                    };
                     // The first ClientInfo repairs any label that failed here.
                     if let Err(e) = store.add_client_label(c.client_id, &label).await {
                         tracing::debug!(client = %c.client_id, error = %e, "adding enrolment label");
@@ -111,7 +147,11 @@ impl ContactHandler for Engine {
             .select_for_client(est.client, est.blacklisted, &mut est.tokens, est.contact)
             .await
             .map_err(internal)?;
-        Ok(ContactData { sequencing_nonce: est.nonce, messages, ..Default::default() })
+        Ok(ContactData {
+            sequencing_nonce: est.nonce,
+            messages,
+            ..Default::default()
+        })
     }
 
     async fn open_stream(&self, contact: Contact) -> Result<(Stream, ContactData), ContactError> {
@@ -119,7 +159,9 @@ impl ContactHandler for Engine {
         let Some(signal) = signal else {
             return Err(ContactError::Internal("stream was not registered".into()));
         };
-        let selected = self.select_for_client(est.client, est.blacklisted, &mut est.tokens, est.contact).await;
+        let selected = self
+            .select_for_client(est.client, est.blacklisted, &mut est.tokens, est.contact)
+            .await;
         let messages = match selected {
             Ok(m) => m,
             Err(e) => {
@@ -130,12 +172,27 @@ impl ContactHandler for Engine {
         if messages.len() == MAX_BATCH {
             signal.wake.notify_one();
         }
-        let reply = ContactData { sequencing_nonce: est.nonce, messages, ..Default::default() };
-        let stream = Stream { engine: self.clone(), tokens: Mutex::new(est.tokens), signal, id: est.client, contact: est.contact, blacklisted: est.blacklisted };
+        let reply = ContactData {
+            sequencing_nonce: est.nonce,
+            messages,
+            ..Default::default()
+        };
+        let stream = Stream {
+            engine: self.clone(),
+            tokens: Mutex::new(est.tokens),
+            signal,
+            id: est.client,
+            contact: est.contact,
+            blacklisted: est.blacklisted,
+        };
         Ok((stream, reply))
     }
 
-    async fn read_file(&self, service: &str, name: &str) -> Result<Option<FileContent>, ContactError> {
+    async fn read_file(
+        &self,
+        service: &str,
+        name: &str,
+    ) -> Result<Option<FileContent>, ContactError> {
         match self.inner.store.read_file(service, name).await {
             Ok((data, modified)) => Ok(Some(FileContent { data, modified })),
             Err(StoreError::NotFound(_)) => Ok(None),
@@ -162,7 +219,10 @@ impl StreamSession for Stream {
         }
         let cd = parse_contact_data(&wcd)?;
         self.add_tokens(&cd).await;
-        self.engine.ingest(self.id, self.blacklisted, cd.messages, self.contact).await.map_err(internal)
+        self.engine
+            .ingest(self.id, self.blacklisted, cd.messages, self.contact)
+            .await
+            .map_err(internal)
     }
 
     async fn next_messages(&self) -> Result<Option<Vec<Message>>, ContactError> {

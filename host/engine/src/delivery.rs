@@ -34,13 +34,17 @@ impl Engine {
         let store = &self.inner.store;
         if blacklisted {
             let rekey = self.rekey_request(client);
-            store.store_messages(std::slice::from_ref(&rekey), Some(contact)).await?;
+            store
+                .store_messages(std::slice::from_ref(&rekey), Some(contact))
+                .await?;
             return Ok(vec![rekey]);
         }
         if tokens.as_ref().is_some_and(|t| t.values().all(|&n| n == 0)) {
             return Ok(Vec::new());
         }
-        let msgs = store.client_messages_for_processing(client, MAX_BATCH, tokens.as_ref()).await?;
+        let msgs = store
+            .client_messages_for_processing(client, MAX_BATCH, tokens.as_ref())
+            .await?;
         if msgs.is_empty() {
             return Ok(msgs);
         }
@@ -51,7 +55,10 @@ impl Engine {
                 }
             }
         }
-        let ids: Vec<MessageId> = msgs.iter().filter_map(|m| MessageId::from_bytes(&m.message_id).ok()).collect();
+        let ids: Vec<MessageId> = msgs
+            .iter()
+            .filter_map(|m| MessageId::from_bytes(&m.message_id).ok())
+            .collect();
         store.link_messages_to_contact(contact, &ids).await?;
         // The client never acks Die, so it is done once handed out.
         let now = self.inner.clock.now();

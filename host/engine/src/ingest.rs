@@ -60,14 +60,19 @@ impl Engine {
                     m.is_blocklisted_source = blacklisted;
                     valid.push(m);
                 }
-                Err(why) => tracing::info!(client = %client, why, "dropping invalid message from client"),
+                Err(why) => {
+                    tracing::info!(client = %client, why, "dropping invalid message from client")
+                }
             }
         }
         if valid.is_empty() {
             return Ok(());
         }
         let processed = join_all(valid.into_iter().map(|m| self.process_fresh(m))).await;
-        self.inner.store.store_messages(&processed, Some(contact)).await
+        self.inner
+            .store
+            .store_messages(&processed, Some(contact))
+            .await
     }
 
     /// Runs a fresh message through its service and sets its result for storage.

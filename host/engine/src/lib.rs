@@ -30,7 +30,7 @@ use fleetgate_pb::fleetspeak::Message;
 use fleetgate_store::{Store, StoreError};
 use fleetgate_types::message::{destination_client, destination_service};
 use fleetgate_types::time::to_timestamp;
-use fleetgate_types::{Clock, ClientId, MessageId};
+use fleetgate_types::{ClientId, Clock, MessageId};
 
 pub use contact::Stream;
 pub use service::{NoopService, Outcome, Service, ServiceEntry, ServiceError, Services};
@@ -89,20 +89,33 @@ impl Engine {
             services: RwLock::new(services),
             stopping: AtomicBool::new(false),
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// Installs or replaces a server service. `system` is built in and cannot be replaced.
     pub fn set_service(&self, name: &str, entry: ServiceEntry) -> Result<(), EngineError> {
         if name.is_empty() || name == system::NAME || name == "client" {
-            return Err(EngineError::Invalid(format!("illegal service name [{name}]")));
+            return Err(EngineError::Invalid(format!(
+                "illegal service name [{name}]"
+            )));
         }
-        self.inner.services.write().unwrap_or_else(|p| p.into_inner()).insert(name, entry);
+        self.inner
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, entry);
         Ok(())
     }
 
     pub(crate) fn service(&self, name: &str) -> Option<ServiceEntry> {
-        self.inner.services.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.inner
+            .services
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -145,24 +158,35 @@ impl Engine {
         };
         m.message_id = id.to_vec();
         if destination_service(&m).is_empty() {
-            return Err(EngineError::Invalid("destination service is required".into()));
+            return Err(EngineError::Invalid(
+                "destination service is required".into(),
+            ));
         }
         let dest = destination_client(&m).map_err(|e| EngineError::Invalid(e.to_string()))?;
         m.creation_time = Some(to_timestamp(self.inner.clock.now()));
         m.result = None;
         match dest {
             Some(client) => {
-                self.inner.store.store_messages(std::slice::from_ref(&m), None).await?;
+                self.inner
+                    .store
+                    .store_messages(std::slice::from_ref(&m), None)
+                    .await?;
                 self.notify_client(client);
             }
             // A service this server does not run is left to the backlog of a server that does:
             // failing it here would lose another server's message.
             None if self.service(destination_service(&m)).is_none() => {
-                self.inner.store.store_messages(std::slice::from_ref(&m), None).await?;
+                self.inner
+                    .store
+                    .store_messages(std::slice::from_ref(&m), None)
+                    .await?;
             }
             None => {
                 let m = self.process_fresh(m).await;
-                self.inner.store.store_messages(std::slice::from_ref(&m), None).await?;
+                self.inner
+                    .store
+                    .store_messages(std::slice::from_ref(&m), None)
+                    .await?;
             }
         }
         Ok(id)

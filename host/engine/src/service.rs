@@ -48,8 +48,15 @@ pub struct ServiceEntry {
 
 impl ServiceEntry {
     pub fn new(service: Arc<dyn Service>, max_parallelism: u32) -> Self {
-        let n = if max_parallelism == 0 { 100 } else { max_parallelism as usize };
-        Self { service, slots: Arc::new(Semaphore::new(n)) }
+        let n = if max_parallelism == 0 {
+            100
+        } else {
+            max_parallelism as usize
+        };
+        Self {
+            service,
+            slots: Arc::new(Semaphore::new(n)),
+        }
     }
 }
 
@@ -93,7 +100,11 @@ impl Services {
 /// all within the processing budget. A timeout is temporary, as in the original.
 pub async fn run(entry: &ServiceEntry, message: &Message) -> Outcome {
     let attempt = async {
-        let _permit = entry.slots.acquire().await.map_err(|_| ServiceError::Temporary("service stopped".into()))?;
+        let _permit = entry
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Temporary("service stopped".into()))?;
         entry.service.process(message).await
     };
     match tokio::time::timeout(PROCESSING_BUDGET, attempt).await {

@@ -9,8 +9,10 @@ use fleetgate_pb::any;
 use fleetgate_pb::fleetspeak::monitoring::{KillNotification, ResourceUsageData};
 use fleetgate_pb::fleetspeak::{ClientInfoData, Label, Message, MessageAckData, MessageErrorData};
 use fleetgate_store::{Store, StoreError};
-use fleetgate_types::message::{destination_client, failure, source_client, source_service, success};
-use fleetgate_types::{Clock, ClientId, MessageId};
+use fleetgate_types::message::{
+    destination_client, failure, source_client, source_service, success,
+};
+use fleetgate_types::{ClientId, Clock, MessageId};
 
 use crate::cache::ClientCache;
 use crate::service::{Service, ServiceError};
@@ -25,7 +27,11 @@ pub struct SystemService {
 
 impl SystemService {
     pub fn new(store: Arc<dyn Store>, cache: Arc<ClientCache>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, cache, clock }
+        Self {
+            store,
+            cache,
+            clock,
+        }
     }
 }
 
@@ -36,15 +42,32 @@ impl Service for SystemService {
             .ok()
             .flatten()
             .ok_or_else(|| permanent("system message without a valid source client ID"))?;
-        let data = m.data.as_ref().ok_or_else(|| permanent("system message without data"))?;
+        let data = m
+            .data
+            .as_ref()
+            .ok_or_else(|| permanent("system message without data"))?;
         match m.message_type.as_str() {
-            "MessageAck" => self.ack(client, any::unpack(data).map_err(permanent)?).await,
-            "MessageError" => self.error(client, any::unpack(data).map_err(permanent)?).await,
-            "ClientInfo" => self.client_info(client, any::unpack(data).map_err(permanent)?).await,
-            "ResourceUsage" => self.resource_usage(client, any::unpack(data).map_err(permanent)?).await,
+            "MessageAck" => {
+                self.ack(client, any::unpack(data).map_err(permanent)?)
+                    .await
+            }
+            "MessageError" => {
+                self.error(client, any::unpack(data).map_err(permanent)?)
+                    .await
+            }
+            "ClientInfo" => {
+                self.client_info(client, any::unpack(data).map_err(permanent)?)
+                    .await
+            }
+            "ResourceUsage" => {
+                self.resource_usage(client, any::unpack(data).map_err(permanent)?)
+                    .await
+            }
             "KillNotification" => {
                 let kn: KillNotification = any::unpack(data).map_err(permanent)?;
-                self.client_data(client).await.map_err(|e| permanent(e.to_string()))?;
+                self.client_data(client)
+                    .await
+                    .map_err(|e| permanent(e.to_string()))?;
                 tracing::warn!(client = %client, service = %kn.service, reason = kn.reason, "client killed a service");
                 Ok(())
             }
@@ -62,7 +85,11 @@ impl SystemService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(permanent)?;
         // Unknown IDs are skipped (the original retried such an ack forever).
-        let msgs = self.store.get_existing_messages(&ids, false).await.map_err(temporary)?;
+        let msgs = self
+            .store
+            .get_existing_messages(&ids, false)
+            .await
+            .map_err(temporary)?;
         let now = self.clock.now();
         let mut results = Vec::with_capacity(msgs.len());
         for msg in msgs.iter().filter(|m| m.result.is_none()) {
@@ -77,51 +104,95 @@ impl SystemService {
                 results.push((dest, id, success(now)));
             }
         }
-        self.store.set_message_results(&results).await.map_err(temporary)
+        self.store
+            .set_message_results(&results)
+            .await
+            .map_err(temporary)
     }
 
     async fn error(&self, client: ClientId, data: MessageErrorData) -> Result<(), ServiceError> {
         let id = MessageId::from_bytes(&data.message_id).map_err(permanent)?;
-        let msgs = self.store.get_messages(&[id], false).await.map_err(|e| match e {
-            StoreError::NotFound(_) => permanent(format!("message {id} not found")),
-            e => temporary(e),
-        })?;
-        let msg = msgs.first().ok_or_else(|| permanent(format!("message {id} not found")))?;
+        let msgs = self
+            .store
+            .get_messages(&[id], false)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => permanent(format!("message {id} not found")),
+                e => temporary(e),
+            })?;
+        let msg = msgs
+            .first()
+            .ok_or_else(|| permanent(format!("message {id} not found")))?;
         if destination_client(msg).ok().flatten() != Some(client) {
-            return Err(permanent(format!("message {id} was not sent to client {client}")));
+            return Err(permanent(format!(
+                "message {id} was not sent to client {client}"
+            )));
         }
         let result = failure(self.clock.now(), &data.error);
-        self.store.set_message_result(Some(client), id, &result).await.map_err(temporary)
+        self.store
+            .set_message_result(Some(client), id, &result)
+            .await
+            .map_err(temporary)
     }
 
-    async fn client_info(&self, client: ClientId, data: ClientInfoData) -> Result<(), ServiceError> {
-        let stored = self.store.get_client_data(client).await.map_err(temporary)?;
+    async fn client_info(
+        &self,
+        client: ClientId,
+        data: ClientInfoData,
+    ) -> Result<(), ServiceError> {
+        let stored = self
+            .store
+            .get_client_data(client)
+            .await
+            .map_err(temporary)?;
         let wanted: HashSet<&str> = data
             .labels
             .iter()
             .filter(|l| l.service_name == "client")
             .map(|l| l.label.as_str())
             .collect();
-        let have: HashSet<&str> =
-            stored.labels.iter().filter(|l| l.service_name == "client").map(|l| l.label.as_str()).collect();
+        let have: HashSet<&str> = stored
+            .labels
+            .iter()
+            .filter(|l| l.service_name == "client")
+            .map(|l| l.label.as_str())
+            .collect();
         for gone in have.difference(&wanted) {
             let label = client_label(gone);
-            self.store.remove_client_label(client, &label).await.map_err(temporary)?;
+            self.store
+                .remove_client_label(client, &label)
+                .await
+                .map_err(temporary)?;
         }
         for new in wanted.difference(&have) {
             let label = client_label(new);
-            self.store.add_client_label(client, &label).await.map_err(temporary)?;
+            self.store
+                .add_client_label(client, &label)
+                .await
+                .map_err(temporary)?;
         }
         self.cache.remove(client);
         Ok(())
     }
 
-    async fn resource_usage(&self, client: ClientId, rud: ResourceUsageData) -> Result<(), ServiceError> {
-        self.client_data(client).await.map_err(|e| permanent(e.to_string()))?;
-        self.store.record_resource_usage_data(client, &rud).await.map_err(|e| permanent(e.to_string()))
+    async fn resource_usage(
+        &self,
+        client: ClientId,
+        rud: ResourceUsageData,
+    ) -> Result<(), ServiceError> {
+        self.client_data(client)
+            .await
+            .map_err(|e| permanent(e.to_string()))?;
+        self.store
+            .record_resource_usage_data(client, &rud)
+            .await
+            .map_err(|e| permanent(e.to_string()))
     }
 
-    async fn client_data(&self, client: ClientId) -> Result<fleetgate_store::ClientData, StoreError> {
+    async fn client_data(
+        &self,
+        client: ClientId,
+    ) -> Result<fleetgate_store::ClientData, StoreError> {
         if let Some(d) = self.cache.get(client) {
             return Ok(d);
         }
@@ -132,7 +203,10 @@ impl SystemService {
 }
 
 fn client_label(label: &str) -> Label {
-    Label { service_name: "client".into(), label: label.into() }
+    Label {
+        service_name: "client".into(),
+        label: label.into(),
+    }
 }
 
 fn permanent(e: impl ToString) -> ServiceError {

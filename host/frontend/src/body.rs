@@ -42,6 +42,8 @@ pub struct DecodedBody<B> {
     zlib: Option<ZlibStream>,
     /// Raw bytes received but not yet inflated.
     pending: Bytes,
+    /// The last inflate step filled its output: the inflater may hold more even with no input.
+    inflater_full: bool,
 }
 
 impl<B> DecodedBody<B>
@@ -54,6 +56,7 @@ where
             inner,
             zlib: deflate.then(|| ZlibStream::new(max_total)),
             pending: Bytes::new(),
+            inflater_full: false,
         }
     }
 
@@ -69,9 +72,10 @@ where
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, BodyError> {
         loop {
             if let Some(zlib) = self.zlib.as_mut()
-                && !self.pending.is_empty()
+                && (!self.pending.is_empty() || self.inflater_full)
             {
                 let out = zlib.decode(&mut self.pending, MAX_DECODED_CHUNK)?;
+                self.inflater_full = out.len() == MAX_DECODED_CHUNK;
                 if !out.is_empty() {
                     return Ok(Some(out));
                 }

@@ -38,7 +38,7 @@ pub use server::serve;
 /// 20 MiB, the Go server's limit on a contact body (decoded) and on one stream frame.
 pub const MAX_BODY: usize = 20 * 1024 * 1024;
 
-/// Settings of the client-facing listener. [`FrontendConfig::new`] gives Go's defaults.
+/// Settings of the client-facing listener. [`FrontendConfig::new`] and `Default` give Go's defaults.
 #[derive(Debug, Clone)]
 pub struct FrontendConfig {
     /// PEM server certificate chain, leaf first.
@@ -65,6 +65,13 @@ pub struct FrontendConfig {
     pub header_read_timeout: Duration,
     pub tls_handshake_timeout: Duration,
     pub proxy_header_timeout: Duration,
+}
+
+/// Go's defaults with no certificate or key (set them before serving).
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        Self::new(String::new(), String::new())
+    }
 }
 
 impl FrontendConfig {

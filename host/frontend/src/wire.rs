@@ -144,8 +144,8 @@ impl FrameDecoder {
             });
         }
         let len = len as usize; // fits: bounded by max_frame
+        // No reserve for the announced length: a few bytes must not make us allocate 20 MiB.
         if self.buf.len() < header + len {
-            self.buf.reserve(header + len - self.buf.len());
             return Ok(None);
         }
         self.buf.advance(header);

@@ -14,7 +14,11 @@ const ROUNDS: usize = 3_000;
 fn seeds() -> Vec<Vec<u8>> {
     let cd = ContactData {
         sequencing_nonce: 42,
-        messages: vec![Message { message_type: "t".into(), data: None, ..Default::default() }],
+        messages: vec![Message {
+            message_type: "t".into(),
+            data: None,
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let wcd = WrappedContactData {
@@ -31,21 +35,32 @@ fn seeds() -> Vec<Vec<u8>> {
     }
     let mut zlib = flate2::Compress::new(flate2::Compression::default(), true);
     let mut deflated = Vec::with_capacity(4096);
-    zlib.compress_vec(&stream, &mut deflated, flate2::FlushCompress::Sync).unwrap();
+    zlib.compress_vec(&stream, &mut deflated, flate2::FlushCompress::Sync)
+        .unwrap();
     vec![
         stream,
         wcd.encode_to_vec(),
         deflated,
         b"PROXY TCP4 192.0.2.1 198.51.100.1 56324 443\r\n".to_vec(),
-        [&[0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0, 12][..], &[1; 12]]
-            .concat(),
+        [
+            &[
+                0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11,
+                0, 12,
+            ][..],
+            &[1; 12],
+        ]
+        .concat(),
     ]
 }
 
 fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
     let mut out = input.to_vec();
     for _ in 0..rng.random_range(1..5) {
-        let pos = if out.is_empty() { 0 } else { rng.random_range(0..out.len()) };
+        let pos = if out.is_empty() {
+            0
+        } else {
+            rng.random_range(0..out.len())
+        };
         match rng.random_range(0..4) {
             0 if !out.is_empty() => out[pos] ^= 1 << rng.random_range(0..8),
             1 => out.insert(pos, rng.random()),
@@ -69,7 +84,9 @@ fn run_all(data: &[u8]) {
 fn random_inputs_do_not_panic() {
     let mut rng = StdRng::seed_from_u64(0x5eed);
     for _ in 0..ROUNDS {
-        let data: Vec<u8> = (0..rng.random_range(0..512)).map(|_| rng.random()).collect();
+        let data: Vec<u8> = (0..rng.random_range(0..512))
+            .map(|_| rng.random())
+            .collect();
         run_all(&data);
     }
 }

@@ -95,6 +95,24 @@ async fn compressed_stream_without_an_end_is_decoded_frame_by_frame() {
     assert_eq!(stream.next().await.unwrap(), ack(1));
     stream.send(parts[2].clone()).await;
     assert_eq!(stream.next().await.unwrap(), ack(2));
+    // A frame that inflates to far more than one decode step, arriving in one small chunk.
+    let big = "x".repeat(300_000);
+    let f3 = frame(&wcd(&[&big]), false);
+    let mut z = flate2::Compress::new(flate2::Compression::default(), true);
+    for part in [&f0, &f1, &f2] {
+        z.compress_vec(
+            part,
+            &mut Vec::with_capacity(part.len() + 1024),
+            flate2::FlushCompress::Sync,
+        )
+        .unwrap();
+    }
+    let mut tail = Vec::with_capacity(f3.len());
+    z.compress_vec(&f3, &mut tail, flate2::FlushCompress::Sync)
+        .unwrap();
+    assert!(tail.len() < 10_000);
+    stream.send(tail).await;
+    assert_eq!(stream.next().await.unwrap(), ack(3));
 }
 
 #[tokio::test]
@@ -244,7 +262,10 @@ async fn raw_go_style_http1_request_gets_100_continue_then_frame0() {
     let cert = client_cert();
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector(&server.pki, Some(&cert), &Proto::H1).connect(name, tcp).await.unwrap();
+    let mut tls = connector(&server.pki, Some(&cert), &Proto::H1)
+        .connect(name, tcp)
+        .await
+        .unwrap();
     let head = "POST /streaming-message HTTP/1.1\r\nHost: localhost\r\nUser-Agent: Go-http-client/1.1\r\n\
                 Connection: close\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\
                 Accept-Encoding: gzip\r\n\r\n";
@@ -253,7 +274,10 @@ async fn raw_go_style_http1_request_gets_100_continue_then_frame0() {
     let mut read_until = async |tls: &mut tokio_rustls::client::TlsStream<_>, needle: &[u8]| {
         let mut buf = [0u8; 1024];
         while !got.windows(needle.len()).any(|w| w == needle) {
-            let n = tokio::time::timeout(STEP, tls.read(&mut buf)).await.unwrap().unwrap();
+            let n = tokio::time::timeout(STEP, tls.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
             assert!(n > 0, "EOF, got {:?}", String::from_utf8_lossy(&got));
             got.extend_from_slice(&buf[..n]);
         }
@@ -261,14 +285,26 @@ async fn raw_go_style_http1_request_gets_100_continue_then_frame0() {
     read_until(&mut tls, b"HTTP/1.1 100 Continue\r\n\r\n").await;
     let w = wcd(&["amd64", "linux"]).encode_to_vec();
     tls.write_all(b"4\r\n\x01\x10\xee\xf1\r\n").await.unwrap();
-    tls.write_all(&[b'1', b'\r', b'\n', w.len() as u8, b'\r', b'\n']).await.unwrap();
-    tls.write_all(format!("{:x}\r\n", w.len()).as_bytes()).await.unwrap();
+    tls.write_all(&[b'1', b'\r', b'\n', w.len() as u8, b'\r', b'\n'])
+        .await
+        .unwrap();
+    tls.write_all(format!("{:x}\r\n", w.len()).as_bytes())
+        .await
+        .unwrap();
     tls.write_all(&w).await.unwrap();
     tls.write_all(b"\r\n").await.unwrap();
     // Frame 0 is ContactData{sequencing_nonce: 77} = 08 4d, framed as 02 08 4d in one chunk.
     read_until(&mut tls, b"\r\n\x02\x08\x4d\r\n").await;
     let text = String::from_utf8_lossy(&got);
     assert!(text.contains("HTTP/1.1 200 OK\r\n"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("content-type: application/octet-stream"), "{text}");
-    assert!(text.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: application/octet-stream"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{text}"
+    );
 }

@@ -5,7 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
 
 /// PEM files of one installation.
 #[derive(Debug, Clone)]
@@ -25,7 +28,9 @@ impl CertFiles {
     }
 
     fn all_exist(&self) -> bool {
-        [&self.ca_cert, &self.server_cert, &self.server_key].iter().all(|p| p.exists())
+        [&self.ca_cert, &self.server_cert, &self.server_key]
+            .iter()
+            .all(|p| p.exists())
     }
 }
 
@@ -39,13 +44,19 @@ pub struct CertMaterial {
 
 /// Reads the files, generating all of them first if any is missing. `hosts` become the server
 /// certificate's SANs (DNS names or IP addresses).
-pub fn load_or_generate(files: &CertFiles, name: &str, hosts: &[String]) -> Result<(CertMaterial, bool)> {
+pub fn load_or_generate(
+    files: &CertFiles,
+    name: &str,
+    hosts: &[String],
+) -> Result<(CertMaterial, bool)> {
     let generated = !files.all_exist();
     if generated {
         let m = generate(name, hosts)?;
         write_private(&files.server_key, &m.server_key_pem)?;
-        fs::write(&files.server_cert, &m.server_cert_pem).with_context(|| format!("writing {}", files.server_cert.display()))?;
-        fs::write(&files.ca_cert, &m.ca_cert_pem).with_context(|| format!("writing {}", files.ca_cert.display()))?;
+        fs::write(&files.server_cert, &m.server_cert_pem)
+            .with_context(|| format!("writing {}", files.server_cert.display()))?;
+        fs::write(&files.ca_cert, &m.ca_cert_pem)
+            .with_context(|| format!("writing {}", files.ca_cert.display()))?;
     }
     let read = |p: &Path| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
     let material = CertMaterial {
@@ -61,23 +72,32 @@ pub fn load_or_generate(files: &CertFiles, name: &str, hosts: &[String]) -> Resu
 pub fn generate(name: &str, hosts: &[String]) -> Result<CertMaterial> {
     let ca_key = KeyPair::generate().context("generating CA key")?;
     let mut ca = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
-    ca.distinguished_name.push(DnType::CommonName, format!("{name} Fleetgate CA"));
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} Fleetgate CA"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.not_before = rcgen::date_time_ymd(2024, 1, 1);
     ca.not_after = ca.not_before + time::Duration::days(3650 + 365 * 2);
     let ca_cert = ca.self_signed(&ca_key).context("signing CA certificate")?;
 
     let server_key = KeyPair::generate().context("generating server key")?;
     let mut server = CertificateParams::new(hosts.to_vec()).context("server certificate names")?;
-    server.distinguished_name.push(DnType::CommonName, format!("{name} Fleetgate Server"));
+    server
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} Fleetgate Server"));
     server.is_ca = IsCa::ExplicitNoCa;
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let now = time_now();
     server.not_before = now - time::Duration::days(1);
     server.not_after = now + time::Duration::days(365);
-    let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).context("signing server certificate")?;
+    let server_cert = server
+        .signed_by(&server_key, &ca_cert, &ca_key)
+        .context("signing server certificate")?;
 
     Ok(CertMaterial {
         ca_cert_pem: ca_cert.pem(),
@@ -100,5 +120,6 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    f.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }

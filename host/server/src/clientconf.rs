@@ -43,7 +43,8 @@ pub fn write(layout: &ClientLayout, s: &ClientSettings<'_>) -> Result<()> {
     if let Some(parent) = layout.state_file.parent() {
         fs::create_dir_all(parent)?;
     }
-    fs::write(&layout.config_file, render(layout, s)).with_context(|| format!("writing {}", layout.config_file.display()))
+    fs::write(&layout.config_file, render(layout, s))
+        .with_context(|| format!("writing {}", layout.config_file.display()))
 }
 
 pub fn render(layout: &ClientLayout, s: &ClientSettings<'_>) -> String {
@@ -96,7 +97,12 @@ mod tests {
         let layout = ClientLayout::in_dir(Path::new("/tmp/x"));
         let text = render(
             &layout,
-            &ClientSettings { ca_pem: "PEM\n", servers: &["localhost:1".into()], labels: &["l1".into()], streaming: true },
+            &ClientSettings {
+                ca_pem: "PEM\n",
+                servers: &["localhost:1".into()],
+                labels: &["l1".into()],
+                streaming: true,
+            },
         );
         assert!(text.contains("trusted_certs: \"PEM\\n\""));
         assert!(text.contains("server: \"localhost:1\""));

@@ -23,12 +23,15 @@ fn main() -> ExitCode {
     let command = match cli::parse(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("fleetgate: {e}\n\n{}", cli::USAGE);
+            eprintln!("fleetgate: {e}\n\n{}", cli::usage());
             return ExitCode::from(2);
         }
     };
-    cli::init_tracing(command.logging());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    cli::init_tracing(&command.logging());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("fleetgate: cannot start the async runtime: {e}");
@@ -52,7 +55,10 @@ fn main() -> ExitCode {
 
 async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot install signal handlers; stop the server with SIGKILL");
         return;
     };

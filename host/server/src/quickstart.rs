@@ -41,8 +41,13 @@ impl Default for Options {
 pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()> {
     let dir = absolute(&opts.state_dir)?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let hosts = vec![opts.hostname.clone(), "localhost".into(), "127.0.0.1".into()];
-    let (certs, generated) = certs::load_or_generate(&CertFiles::in_dir(&dir), "quickstart", &hosts)?;
+    let hosts = vec![
+        opts.hostname.clone(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ];
+    let (certs, generated) =
+        certs::load_or_generate(&CertFiles::in_dir(&dir), "quickstart", &hosts)?;
     if generated {
         tracing::info!(dir = %dir.display(), "generated a CA and a server certificate");
     }
@@ -55,7 +60,9 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
             key: certs.server_key_pem.clone(),
             ..Default::default()
         }),
-        admin_config: Some(AdminConfig { listen_address: opts.admin_listen.clone() }),
+        admin_config: Some(AdminConfig {
+            listen_address: opts.admin_listen.clone(),
+        }),
         ..Default::default()
     };
     let port = listen.rsplit(':').next().unwrap_or("4443");
@@ -63,17 +70,33 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
     let servers = [format!("{}:{port}", opts.hostname)];
     clientconf::write(
         &layout,
-        &ClientSettings { ca_pem: &certs.ca_cert_pem, servers: &servers, labels: &[], streaming: opts.streaming },
+        &ClientSettings {
+            ca_pem: &certs.ca_cert_pem,
+            servers: &servers,
+            labels: &[],
+            streaming: opts.streaming,
+        },
     )?;
-    let database_url = opts.database.clone().unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("fleetgate.db").display()));
+    let database_url = opts
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("fleetgate.db").display()));
     println!("Fleetgate quickstart");
     println!("  state directory:  {}", dir.display());
     println!("  database:         {database_url}");
     println!("  client frontend:  {listen}");
     println!("  admin API:        {}", opts.admin_listen);
     println!("  client config:    {}", layout.config_file.display());
-    println!("Start a client with: fleetspeak-client -config {}", layout.config_file.display());
-    let settings = RunSettings { components, services: ServerConfig::default(), database_url, ready_file: opts.ready_file };
+    println!(
+        "Start a client with: fleetspeak-client -config {}",
+        layout.config_file.display()
+    );
+    let settings = RunSettings {
+        components,
+        services: ServerConfig::default(),
+        database_url,
+        ready_file: opts.ready_file,
+    };
     run(settings, shutdown).await
 }
 
@@ -87,5 +110,9 @@ fn resolve_port(addr: &str) -> Result<String> {
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
-    if p.is_absolute() { Ok(p.to_owned()) } else { Ok(std::env::current_dir()?.join(p)) }
+    if p.is_absolute() {
+        Ok(p.to_owned())
+    } else {
+        Ok(std::env::current_dir()?.join(p))
+    }
 }

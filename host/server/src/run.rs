@@ -45,7 +45,14 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     let store: Arc<dyn Store> = Arc::new(store);
     let c = &settings.components;
     let required_label = (!c.required_label.is_empty()).then(|| c.required_label.clone());
-    let engine = Engine::new(EngineConfig { required_label, streaming_to: "local".into() }, store.clone(), clock);
+    let engine = Engine::new(
+        EngineConfig {
+            required_label,
+            streaming_to: "local".into(),
+        },
+        store.clone(),
+        clock,
+    );
     install_services(&engine, &settings.services)?;
 
     let mut tasks = JoinSet::new();
@@ -56,14 +63,20 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         let config = frontend_config(c, https)?;
         let (engine, token) = (Arc::new(engine.clone()), shutdown.clone());
         tasks.spawn(async move {
-            fleetgate_frontend::serve(listener, config, engine, token).await.map_err(|e| anyhow!("client frontend: {e}"))
+            fleetgate_frontend::serve(listener, config, engine, token)
+                .await
+                .map_err(|e| anyhow!("client frontend: {e}"))
         });
     }
     if let Some(admin) = &c.admin_config {
         let listener = bind(&admin.listen_address).await?;
         bound.admin = listener.local_addr().ok();
         let (engine, token) = (engine.clone(), shutdown.clone());
-        tasks.spawn(async move { fleetgate_admin::serve(listener, engine, token).await.map_err(|e| anyhow!("admin API: {e}")) });
+        tasks.spawn(async move {
+            fleetgate_admin::serve(listener, engine, token)
+                .await
+                .map_err(|e| anyhow!("admin API: {e}"))
+        });
     }
     {
         let (engine, token) = (engine.clone(), shutdown.clone());
@@ -113,9 +126,15 @@ fn install_services(engine: &Engine, services: &ServerConfig) -> Result<()> {
     Ok(())
 }
 
-fn frontend_config(c: &components::Config, https: &components::HttpsConfig) -> Result<fleetgate_frontend::FrontendConfig> {
+fn frontend_config(
+    c: &components::Config,
+    https: &components::HttpsConfig,
+) -> Result<fleetgate_frontend::FrontendConfig> {
     if https.frontend_config.as_ref().is_some_and(|f| {
-        !matches!(f.frontend_mode, None | Some(components::frontend_config::FrontendMode::MtlsConfig(_)))
+        !matches!(
+            f.frontend_mode,
+            None | Some(components::frontend_config::FrontendMode::MtlsConfig(_))
+        )
     }) {
         bail!("https_config.frontend_config: only mTLS is supported by this build");
     }
@@ -130,8 +149,14 @@ fn frontend_config(c: &components::Config, https: &components::HttpsConfig) -> R
 
 async fn bind(addr: &str) -> Result<TcpListener> {
     // Go accepts ":port" for all interfaces.
-    let addr = if addr.starts_with(':') { format!("0.0.0.0{addr}") } else { addr.to_owned() };
-    TcpListener::bind(&addr).await.with_context(|| format!("failed to listen on [{addr}]"))
+    let addr = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_owned()
+    };
+    TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("failed to listen on [{addr}]"))
 }
 
 fn announce(bound: &Bound, ready_file: Option<&PathBuf>) -> Result<()> {

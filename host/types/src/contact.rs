@@ -52,7 +52,10 @@ pub trait ContactHandler: Send + Sync + 'static {
     type Stream: StreamSession;
 
     /// A `/message` poll: ingest what the client sent, durably, and choose what to send back.
-    fn poll(&self, contact: Contact) -> impl Future<Output = Result<ContactData, ContactError>> + Send;
+    fn poll(
+        &self,
+        contact: Contact,
+    ) -> impl Future<Output = Result<ContactData, ContactError>> + Send;
 
     /// The first frame of a `/streaming-message` stream. Returns the session for the rest of the
     /// stream and the reply frame 0.
@@ -72,12 +75,17 @@ pub trait ContactHandler: Send + Sync + 'static {
 /// One established stream.
 pub trait StreamSession: Send + Sync + 'static {
     /// A later client frame. Returns once its messages are durable, so the caller may ack it.
-    fn frame(&self, wcd: WrappedContactData) -> impl Future<Output = Result<(), ContactError>> + Send;
+    fn frame(
+        &self,
+        wcd: WrappedContactData,
+    ) -> impl Future<Output = Result<(), ContactError>> + Send;
 
     /// Waits until messages may be waiting for this client, then leases and returns them (an empty
     /// batch means "look again"). `Ok(None)`: a newer stream for the same client took over, so this
     /// one must stop pushing (it still reads and acks). Cancel-safe.
-    fn next_messages(&self) -> impl Future<Output = Result<Option<Vec<Message>>, ContactError>> + Send;
+    fn next_messages(
+        &self,
+    ) -> impl Future<Output = Result<Option<Vec<Message>>, ContactError>> + Send;
 
     /// Called once when the stream ends, for whatever reason.
     fn close(&self) -> impl Future<Output = ()> + Send;

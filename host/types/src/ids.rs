@@ -8,7 +8,11 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("{kind} must be {expected} bytes, got {got}")]
-    Length { kind: &'static str, expected: usize, got: usize },
+    Length {
+        kind: &'static str,
+        expected: usize,
+        got: usize,
+    },
     #[error("{kind} is not valid hex: {text:?}")]
     Hex { kind: &'static str, text: String },
 }
@@ -107,7 +111,11 @@ impl ClientId {
 impl MessageId {
     /// The deterministic ID of a message from a client, so that a re-sent message keeps its ID:
     /// SHA-256(client_id ‖ 0 ‖ source service ‖ 0 ‖ source_message_id).
-    pub fn for_client_message(client: ClientId, source_service: &str, source_message_id: &[u8]) -> Self {
+    pub fn for_client_message(
+        client: ClientId,
+        source_service: &str,
+        source_message_id: &[u8],
+    ) -> Self {
         let mut h = Sha256::new();
         h.update(client.0);
         h.update([0u8]);
@@ -133,7 +141,10 @@ impl ContactId {
     pub fn from_hex(text: &str) -> Result<Self, IdError> {
         u64::from_str_radix(text, 16)
             .map(Self)
-            .map_err(|_| IdError::Hex { kind: "contact ID", text: text.to_owned() })
+            .map_err(|_| IdError::Hex {
+                kind: "contact ID",
+                text: text.to_owned(),
+            })
     }
 }
 
@@ -146,11 +157,20 @@ mod tests {
         assert_eq!(ClientId::from_wire(&[]), Ok(None));
         assert!(matches!(
             ClientId::from_wire(&[1, 2, 3]),
-            Err(IdError::Length { expected: 8, got: 3, .. })
+            Err(IdError::Length {
+                expected: 8,
+                got: 3,
+                ..
+            })
         ));
-        let id = ClientId::from_wire(&[0, 0, 0, 0, 0, 0, 0, 1]).unwrap().unwrap();
+        let id = ClientId::from_wire(&[0, 0, 0, 0, 0, 0, 0, 1])
+            .unwrap()
+            .unwrap();
         assert_eq!(id.to_string(), "0000000000000001");
-        assert_eq!(ClientId::from_hex("000000000000000A").unwrap().to_string(), "000000000000000a");
+        assert_eq!(
+            ClientId::from_hex("000000000000000A").unwrap().to_string(),
+            "000000000000000a"
+        );
     }
 
     #[test]

@@ -10,19 +10,35 @@ use crate::{ClientId, IdError, MessageId};
 pub const MAX_FAILED_REASON: usize = 900;
 
 pub fn destination_client(m: &Message) -> Result<Option<ClientId>, IdError> {
-    ClientId::from_wire(m.destination.as_ref().map(|a| a.client_id.as_slice()).unwrap_or_default())
+    ClientId::from_wire(
+        m.destination
+            .as_ref()
+            .map(|a| a.client_id.as_slice())
+            .unwrap_or_default(),
+    )
 }
 
 pub fn source_client(m: &Message) -> Result<Option<ClientId>, IdError> {
-    ClientId::from_wire(m.source.as_ref().map(|a| a.client_id.as_slice()).unwrap_or_default())
+    ClientId::from_wire(
+        m.source
+            .as_ref()
+            .map(|a| a.client_id.as_slice())
+            .unwrap_or_default(),
+    )
 }
 
 pub fn destination_service(m: &Message) -> &str {
-    m.destination.as_ref().map(|a| a.service_name.as_str()).unwrap_or_default()
+    m.destination
+        .as_ref()
+        .map(|a| a.service_name.as_str())
+        .unwrap_or_default()
 }
 
 pub fn source_service(m: &Message) -> &str {
-    m.source.as_ref().map(|a| a.service_name.as_str()).unwrap_or_default()
+    m.source
+        .as_ref()
+        .map(|a| a.service_name.as_str())
+        .unwrap_or_default()
 }
 
 pub fn message_id(m: &Message) -> Result<MessageId, IdError> {
@@ -30,15 +46,26 @@ pub fn message_id(m: &Message) -> Result<MessageId, IdError> {
 }
 
 pub fn address(client: Option<ClientId>, service: &str) -> Address {
-    Address { client_id: client.map(|c| c.to_vec()).unwrap_or_default(), service_name: service.to_owned() }
+    Address {
+        client_id: client.map(|c| c.to_vec()).unwrap_or_default(),
+        service_name: service.to_owned(),
+    }
 }
 
 pub fn success(now: SystemTime) -> MessageResult {
-    MessageResult { processed_time: Some(to_timestamp(now)), failed: false, failed_reason: String::new() }
+    MessageResult {
+        processed_time: Some(to_timestamp(now)),
+        failed: false,
+        failed_reason: String::new(),
+    }
 }
 
 pub fn failure(now: SystemTime, reason: &str) -> MessageResult {
-    MessageResult { processed_time: Some(to_timestamp(now)), failed: true, failed_reason: truncate_reason(reason) }
+    MessageResult {
+        processed_time: Some(to_timestamp(now)),
+        failed: true,
+        failed_reason: truncate_reason(reason),
+    }
 }
 
 /// Cuts a reason longer than 900 bytes to 897 bytes plus "...", on a character boundary.

@@ -65,7 +65,10 @@ pub fn server_retry_time(now: SystemTime, n: u32) -> SystemTime {
 
 pub fn to_timestamp(t: SystemTime) -> Timestamp {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 /// A timestamp as a system time; `None` if it is out of range (negative or nanos invalid).
@@ -77,11 +80,15 @@ pub fn from_timestamp(ts: &Timestamp) -> Option<SystemTime> {
 }
 
 pub fn unix_nanos(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 pub fn unix_micros(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 pub fn from_unix_nanos(n: i64) -> SystemTime {
@@ -97,7 +104,10 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1000);
         for _ in 0..100 {
             let d = server_retry_time(now, 0).duration_since(now).unwrap();
-            assert!(d >= Duration::from_secs(60) && d < Duration::from_secs(120), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(60) && d < Duration::from_secs(120),
+                "{d:?}"
+            );
         }
     }
 
@@ -105,6 +115,12 @@ mod tests {
     fn timestamps_round_trip() {
         let t = UNIX_EPOCH + Duration::new(42, 20000);
         assert_eq!(from_timestamp(&to_timestamp(t)), Some(t));
-        assert_eq!(from_timestamp(&Timestamp { seconds: -1, nanos: 0 }), None);
+        assert_eq!(
+            from_timestamp(&Timestamp {
+                seconds: -1,
+                nanos: 0
+            }),
+            None
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! Accepted, as in Go: `name: value`; optional colon before messages; `{}`
 //! and `<>`; `#` comments; `"..."`/`'...'` strings with C escapes, octal,
 //! `\x`, `\u`, `\U`, adjacent-literal concatenation; `,`/`;` separators; list
-//! syntax (with or without the colon for message lists); booleans
+//! syntax (the colon is optional for message lists, required for scalars); booleans
 //! `true`/`false`/`True`/`False`/`t`/`f` and 0/1 in any integer notation;
 //! decimal, octal and hex integers; `[type.googleapis.com/pkg.Type] { ... }`
 //! `Any` expansion and the raw `type_url`/`value` form; an empty file.
@@ -18,9 +18,8 @@
 //! * The type-URL prefix of an `Any` expansion must be dot-separated
 //!   identifiers followed by exactly one `/` (`type.googleapis.com/…`); Go
 //!   also accepts other URL characters (`-`, `~`, `%`, more `/`).
-//! * A repeated **scalar** field written with list syntax but without the
-//!   colon (`names ["a"]`) is accepted; Go rejects it ("missing field
-//!   separator"). The servers' configs have no repeated scalars.
+//! * A value that is neither valid in Go nor here can fail at a different
+//!   first position (Go and prost-reflect check in a different order).
 //! * Error texts for syntax errors are prost-reflect's, not Go's; positions
 //!   and field paths are ours.
 

@@ -394,9 +394,8 @@ fn durations_are_messages_not_strings() {
 
 #[test]
 fn known_gaps_versus_go() {
-    // Go rejects a repeated scalar in list syntax without a colon; we do not
-    // check it, but the servers' configs have no repeated scalars. Shown on
-    // the client config, which has one (`server`).
+    // As in Go, a scalar list needs the colon (only message lists may omit
+    // it). Shown on the client config, which has a repeated scalar.
     let pool = descriptor_pool().expect("pool");
     let desc = pool
         .get_message_by_name("fleetspeak.client.generic.Config")
