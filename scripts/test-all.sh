@@ -8,6 +8,12 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "toolchain: the wasm target for bundled plugins, cargo-fuzz for the wire codec"
+rustup target add wasm32-wasip2 >/dev/null
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install --locked cargo-fuzz@0.13.2
+fi
+
 step "peers: fleetspeak client, server, admin CLI and Python connectors from PyPI"
 export FLEETGATE_PEERS_VENV="$root/target/peers-venv"
 bash .ci/peers.sh "$FLEETGATE_PEERS_VENV"
@@ -28,6 +34,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "build"
 cargo build --workspace --all-targets
 export FLEETGATE_BIN="$root/target/debug/fleetgate"
+
+step "fuzz the wire codec (bounded time per target)"
+# cargo-fuzz needs nightly-only sanitizer flags; RUSTC_BOOTSTRAP lets the stable toolchain use them.
+for target in frames wrapped_contact_data deflate_body proxy_header; do
+  (cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-20}" -print_final_stats=0)
+done
 
 step "tests"
 cargo test --workspace

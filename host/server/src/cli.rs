@@ -71,9 +71,10 @@ pub fn usage() -> String {
         .collect();
     let server: Vec<FlagSpec> = flags::SERVER_FLAGS.iter().chain(COMMON).copied().collect();
     format!(
-        "usage:\n  fleetgate quickstart [flags]\n{}\n  fleetgate server [flags]   (bare flags also mean `server`)\n{}",
+        "usage:\n  fleetgate quickstart [flags]\n{}\n  fleetgate server [flags]   (bare flags also mean `server`)\n{}\n{}",
         flags::usage("fleetgate quickstart", &quick),
-        flags::usage("fleetgate server", &server)
+        flags::usage("fleetgate server", &server),
+        crate::admin_cli::USAGE
     )
 }
 
@@ -88,6 +89,7 @@ pub struct Logging {
 pub enum Command {
     Quickstart(Options, Logging),
     Server(Box<ServerFlags>, Logging),
+    Admin(Vec<String>),
     Help,
 }
 
@@ -95,7 +97,11 @@ impl Command {
     pub fn logging(&self) -> Logging {
         match self {
             Command::Quickstart(_, l) | Command::Server(_, l) => l.clone(),
-            Command::Help => Logging::default(),
+            // Admin commands print results; only warnings belong on stderr.
+            Command::Help | Command::Admin(_) => Logging {
+                verbosity: -1,
+                json: false,
+            },
         }
     }
 }
@@ -112,6 +118,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         Some("quickstart") => ("quickstart", &args[1..]),
         Some("server") => ("server", &args[1..]),
         Some("help") => return Ok(Command::Help),
+        Some("admin") => return Ok(Command::Admin(args[1..].to_vec())),
         // The drop-in form: `fleetgate --components_config ... --services_config ...`.
         Some(a) if a.starts_with('-') => ("server", args),
         Some(other) => bail!("unknown command {other:?}"),
@@ -165,6 +172,13 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
             Ok(())
         }
         Command::Quickstart(o, _) => quickstart::quickstart(o, shutdown).await,
+        Command::Admin(args) => {
+            let out = crate::admin_cli::run(&args).await?;
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            Ok(())
+        }
         Command::Server(sf, _) => {
             let s = Settings::load(&sf).map_err(|e| anyhow!("Failed to load components: {e}"))?;
             let settings = RunSettings {
@@ -182,7 +196,8 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
 pub fn init_tracing(l: &Logging) {
     use tracing_subscriber::EnvFilter;
     let level = match l.verbosity {
-        ..=0 => "info",
+        ..0 => "warn",
+        0 => "info",
         1 => "debug",
         _ => "trace",
     };

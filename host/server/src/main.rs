@@ -8,6 +8,8 @@
 //! stops them on SIGINT/SIGTERM.
 #![forbid(unsafe_code)]
 
+mod admin_cli;
+mod admin_format;
 mod certs;
 mod cli;
 mod clientconf;

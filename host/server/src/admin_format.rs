@@ -1,0 +1,270 @@
+//! Output of `fleetgate admin`: the layouts `fleetspeak-admin` prints, or JSON.
+
+use fleetgate_pb::fleetspeak::server::{
+    Broadcast, Client, ClientContact, GetMessageStatusResponse,
+};
+use fleetgate_pb::fleetspeak::{Label, Message};
+use prost_types::Timestamp;
+use serde_json::{Value, json};
+
+/// `15:04:05.000 2006.01.02` in UTC, the original CLI's layout.
+pub fn time(ts: Option<&Timestamp>) -> String {
+    let Some(ts) = ts else { return "-".into() };
+    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:02}:{:02}:{:02}.{:03} {:04}.{:02}.{:02}",
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond(),
+            t.year(),
+            u8::from(t.month()),
+            t.day()
+        ),
+        Err(_) => "-".into(),
+    }
+}
+
+fn key(ts: Option<&Timestamp>) -> (i64, i32) {
+    ts.map(|t| (t.seconds, t.nanos)).unwrap_or_default()
+}
+
+fn labels(ls: &[Label]) -> Vec<String> {
+    ls.iter()
+        .map(|l| format!("{}:{}", l.service_name, l.label))
+        .collect()
+}
+
+fn pretty(v: Value) -> String {
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+pub fn clients(mut cs: Vec<Client>, json: bool) -> String {
+    cs.sort_by_key(|c| key(c.last_contact_time.as_ref()));
+    if json {
+        return pretty(Value::Array(
+            cs.iter()
+                .map(|c| {
+                    json!({
+                        "client_id": hex::encode(&c.client_id),
+                        "labels": labels(&c.labels),
+                        "last_contact_time": time(c.last_contact_time.as_ref()),
+                        "last_contact_address": c.last_contact_address,
+                        "last_contact_streaming_to": c.last_contact_streaming_to,
+                        "blacklisted": c.blacklisted,
+                    })
+                })
+                .collect(),
+        ));
+    }
+    if cs.is_empty() {
+        return "No clients found.".into();
+    }
+    let mut out = format!("{:<16} {:<23} {}", "Client ID:", "Last Seen:", "Labels:");
+    for c in &cs {
+        out += &format!(
+            "\n{:<16} {:<23} [{}]{}",
+            hex::encode(&c.client_id),
+            time(c.last_contact_time.as_ref()),
+            labels(&c.labels).join(","),
+            if c.blacklisted { " *blacklisted*" } else { "" }
+        );
+    }
+    out
+}
+
+pub fn contacts(mut cs: Vec<ClientContact>, limit: Option<usize>, json: bool) -> String {
+    cs.sort_by_key(|c| std::cmp::Reverse(key(c.timestamp.as_ref())));
+    if let Some(l) = limit {
+        cs.truncate(l);
+    }
+    if json {
+        return pretty(Value::Array(
+            cs.iter()
+                .map(|c| {
+                    json!({
+                        "timestamp": time(c.timestamp.as_ref()),
+                        "observed_address": c.observed_address,
+                        "sent_nonce": c.sent_nonce,
+                        "received_nonce": c.received_nonce,
+                    })
+                })
+                .collect(),
+        ));
+    }
+    if cs.is_empty() {
+        return "No contacts found.".into();
+    }
+    let mut out = format!(
+        "Found {} contacts.\n{:<23} {}",
+        cs.len(),
+        "Timestamp:",
+        "Observed IP:"
+    );
+    for c in &cs {
+        out += &format!(
+            "\n{:<23} {}",
+            time(c.timestamp.as_ref()),
+            c.observed_address
+        );
+    }
+    out
+}
+
+pub fn broadcasts(bs: Vec<Broadcast>, json: bool) -> String {
+    let source = |b: &Broadcast| {
+        b.source
+            .as_ref()
+            .map(|s| s.service_name.clone())
+            .unwrap_or_default()
+    };
+    if json {
+        return pretty(Value::Array(
+            bs.iter()
+                .map(|b| {
+                    json!({
+                        "broadcast_id": hex::encode(&b.broadcast_id),
+                        "source_service": source(b),
+                        "message_type": b.message_type,
+                        "required_labels": labels(&b.required_labels),
+                        "expiration_time": time(b.expiration_time.as_ref()),
+                    })
+                })
+                .collect(),
+        ));
+    }
+    if bs.is_empty() {
+        return "No active broadcasts found.".into();
+    }
+    let mut out = format!(
+        "Found {} active broadcasts.\n{:<20} {:<20} {}",
+        bs.len(),
+        "Broadcast ID:",
+        "Source Service:",
+        "Message Type:"
+    );
+    for b in &bs {
+        out += &format!(
+            "\n{:<20} {:<20} {}",
+            hex::encode(&b.broadcast_id),
+            source(b),
+            b.message_type
+        );
+    }
+    out
+}
+
+pub fn status(s: &GetMessageStatusResponse, json: bool) -> String {
+    let state = match &s.result {
+        None if s.creation_time.is_none() => "unknown",
+        None => "pending",
+        Some(r) if r.failed => "failed",
+        Some(_) => "processed",
+    };
+    let reason = s
+        .result
+        .as_ref()
+        .map(|r| r.failed_reason.clone())
+        .unwrap_or_default();
+    let processed = s.result.as_ref().and_then(|r| r.processed_time.as_ref());
+    if json {
+        return pretty(json!({
+            "state": state,
+            "creation_time": time(s.creation_time.as_ref()),
+            "processed_time": time(processed),
+            "failed_reason": reason,
+        }));
+    }
+    let mut out = format!(
+        "State: {state}\nCreated: {}",
+        time(s.creation_time.as_ref())
+    );
+    if processed.is_some() {
+        out += &format!("\nProcessed: {}", time(processed));
+    }
+    if !reason.is_empty() {
+        out += &format!("\nFailed: {reason}");
+    }
+    out
+}
+
+pub fn messages(ms: Vec<Message>, json: bool) -> String {
+    let dest = |m: &Message| {
+        m.destination
+            .as_ref()
+            .map(|d| (hex::encode(&d.client_id), d.service_name.clone()))
+            .unwrap_or_default()
+    };
+    if json {
+        return pretty(Value::Array(
+            ms.iter()
+                .map(|m| {
+                    let (client, service) = dest(m);
+                    json!({
+                        "message_id": hex::encode(&m.message_id),
+                        "client_id": client,
+                        "service": service,
+                        "message_type": m.message_type,
+                        "creation_time": time(m.creation_time.as_ref()),
+                        "data_bytes": m.data.as_ref().map(|d| d.value.len()),
+                    })
+                })
+                .collect(),
+        ));
+    }
+    if ms.is_empty() {
+        return "No pending messages.".into();
+    }
+    let mut out = format!(
+        "{:<64} {:<16} {:<16} {:<20} {}",
+        "Message ID:", "Client ID:", "Service:", "Type:", "Created:"
+    );
+    for m in &ms {
+        let (client, service) = dest(m);
+        out += &format!(
+            "\n{:<64} {client:<16} {service:<16} {:<20} {}",
+            hex::encode(&m.message_id),
+            m.message_type,
+            time(m.creation_time.as_ref())
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_uses_the_original_layout() {
+        let ts = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 123_000_000,
+        };
+        assert_eq!(time(Some(&ts)), "22:13:20.123 2023.11.14");
+    }
+
+    #[test]
+    fn client_table_matches_fleetspeak_admin() {
+        let c = Client {
+            client_id: vec![0xe9, 0xba, 0xa7, 0x15, 0xf1, 0x7e, 0xe7, 0xc0],
+            labels: vec![Label {
+                service_name: "client".into(),
+                label: "linux".into(),
+            }],
+            last_contact_time: Some(Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            blacklisted: true,
+            ..Default::default()
+        };
+        let out = clients(vec![c], false);
+        assert_eq!(
+            out,
+            "Client ID:       Last Seen:              Labels:\ne9baa715f17ee7c0 22:13:20.000 2023.11.14 [client:linux] *blacklisted*"
+        );
+        assert_eq!(clients(vec![], false), "No clients found.");
+    }
+}
