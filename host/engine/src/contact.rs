@@ -84,6 +84,9 @@ impl Engine {
             .map_err(internal)?;
         // Register before selecting, so a message inserted during the selection still wakes us.
         let signal = streaming.then(|| self.inner.streams.register(c.client_id));
+        // No map in the first frame means a legacy client: unlimited for the whole connection.
+        // (The original turned later deltas into a map with zero tokens for every other service,
+        // starving the client; protocol.md §14 item 6.)
         let tokens = (!cd.allowed_messages.is_empty()).then_some(cd.allowed_messages);
         Ok((
             Established {
@@ -114,10 +117,15 @@ impl Engine {
                     labels: Vec::new(),
                     blacklisted: false,
                 };
-                store
-                    .add_client(c.client_id, &data)
-                    .await
-                    .map_err(internal)?;
+                if let Err(e) = store.add_client(c.client_id, &data).await {
+                    // Two first contacts of one new client can race (a retried poll, or a poll
+                    // and a stream): the loser's insert hits the existing row. That client is
+                    // enrolled now, so carry on with its record instead of failing the contact.
+                    return match store.get_client_data(c.client_id).await {
+                        Ok(d) => Ok(d),
+                        Err(_) => Err(internal(e)),
+                    };
+                }
                 let mut labels = Vec::new();
                 for l in c.wcd.client_labels.iter().filter(|l| !l.is_empty()) {
                     let label = Label {
@@ -155,28 +163,13 @@ impl ContactHandler for Engine {
     }
 
     async fn open_stream(&self, contact: Contact) -> Result<(Stream, ContactData), ContactError> {
-        let (mut est, signal) = self.establish(contact, true).await?;
+        let (est, signal) = self.establish(contact, true).await?;
         let Some(signal) = signal else {
             return Err(ContactError::Internal("stream was not registered".into()));
         };
-        let selected = self
-            .select_for_client(est.client, est.blacklisted, &mut est.tokens, est.contact)
-            .await;
-        let messages = match selected {
-            Ok(m) => m,
-            Err(e) => {
-                self.inner.streams.unregister(est.client, &signal);
-                return Err(internal(e));
-            }
-        };
-        if messages.len() == MAX_BATCH {
-            signal.wake.notify_one();
-        }
-        let reply = ContactData {
-            sequencing_nonce: est.nonce,
-            messages,
-            ..Default::default()
-        };
+        // Built before the first await after registering: if selecting fails, or the caller drops
+        // this future (the frontend bounds stream start with a timeout), dropping the stream
+        // unregisters it rather than leaving a dead entry that `notify_client` reports as held.
         let stream = Stream {
             engine: self.clone(),
             tokens: Mutex::new(est.tokens),
@@ -184,6 +177,20 @@ impl ContactHandler for Engine {
             id: est.client,
             contact: est.contact,
             blacklisted: est.blacklisted,
+        };
+        let messages = {
+            let mut tokens = stream.tokens.lock().await;
+            self.select_for_client(est.client, est.blacklisted, &mut tokens, est.contact)
+                .await
+                .map_err(internal)?
+        };
+        if messages.len() == MAX_BATCH {
+            stream.signal.wake.notify_one();
+        }
+        let reply = ContactData {
+            sequencing_nonce: est.nonce,
+            messages,
+            ..Default::default()
         };
         Ok((stream, reply))
     }
@@ -214,9 +221,8 @@ pub struct Stream {
 
 impl StreamSession for Stream {
     async fn frame(&self, wcd: WrappedContactData) -> Result<(), ContactError> {
-        if self.engine.is_stopping() {
-            return Err(ContactError::NotReady);
-        }
+        // Frames keep being stored while the server stops: the stream is draining, and its last
+        // acks save the client from re-sending. The store closes only after the frontend is done.
         let cd = parse_contact_data(&wcd)?;
         self.add_tokens(&cd).await;
         self.engine
@@ -252,6 +258,15 @@ impl StreamSession for Stream {
     }
 
     async fn close(&self) {
+        self.engine.inner.streams.unregister(self.id, &self.signal);
+    }
+}
+
+/// `close` is the contract's way to end a stream; this covers a stream dropped without it (a
+/// cancelled `open_stream`, a frontend task that panicked). Unregistering twice is harmless, and a
+/// newer stream for the same client is never removed.
+impl Drop for Stream {
+    fn drop(&mut self) {
         self.engine.inner.streams.unregister(self.id, &self.signal);
     }
 }

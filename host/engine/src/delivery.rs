@@ -59,7 +59,13 @@ impl Engine {
             .iter()
             .filter_map(|m| MessageId::from_bytes(&m.message_id).ok())
             .collect();
-        store.link_messages_to_contact(contact, &ids).await?;
+        // The lease is already committed, so failing now would strand these messages for 15
+        // minutes. And a stream that outlives the lease (a configured lifespan above 15 min)
+        // hands the same message out again under the same contact, which the store refuses as a
+        // duplicate link. The link is bookkeeping; delivering matters more.
+        if let Err(e) = store.link_messages_to_contact(contact, &ids).await {
+            tracing::warn!(client = %client, contact = %contact, error = %e, "linking delivered messages to the contact");
+        }
         // The client never acks Die, so it is done once handed out.
         let now = self.inner.clock.now();
         let dies: Vec<_> = msgs

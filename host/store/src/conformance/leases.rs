@@ -25,6 +25,11 @@ pub fn cases() -> Vec<Case> {
             run: |s, c| Box::pin(for_processing_limit(s, c)),
         },
         Case {
+            name: "client_message_due_when_stored",
+            checks: "Fleetgate: no strict-before-now gap",
+            run: |s, c| Box::pin(due_in_the_microsecond_it_is_stored(s, c)),
+        },
+        Case {
             name: "lease_server_messages",
             checks: "21 (store part)",
             run: |s, c| Box::pin(lease_server(s, c)),
@@ -55,6 +60,26 @@ async fn for_processing(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     assert_eq!(got, vec![stored]);
 }
 
+async fn due_in_the_microsecond_it_is_stored(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
+    clock.set_seconds(1_700_000_000);
+    add_client(&*s, 1).await;
+    let id = MessageId::for_client_message(client(1), "Svc", b"now");
+    ok(
+        "store_messages",
+        s.store_messages(&[to_client(id, client(1), "Svc", 1_700_000_000)], None)
+            .await,
+    );
+    let got = ok(
+        "lease at store time",
+        s.client_messages_for_processing(client(1), 10, None).await,
+    );
+    assert_eq!(
+        got.len(),
+        1,
+        "a stream woken by the insert must get the message at once"
+    );
+}
+
 async fn for_processing_limit(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     clock.set_seconds(1_700_000_000);
     add_client(&*s, 1).await;
@@ -66,15 +91,8 @@ async fn for_processing_limit(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
         }
     }
     ok("store_messages", s.store_messages(&msgs, None).await);
-    // Stored "now" is not yet due: eligibility is strictly before now, at µs precision.
-    assert_eq!(
-        ok(
-            "lease at store time",
-            s.client_messages_for_processing(client(1), 10, None).await
-        )
-        .len(),
-        0
-    );
+    // Unlike the original (strictly before now), a client-bound message is due in the very
+    // microsecond it is stored; `due_in_the_microsecond_it_is_stored` checks that.
     clock.advance(Duration::from_micros(1));
     // 18
     for svc in ["TestService1", "TestService2"] {

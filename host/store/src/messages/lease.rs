@@ -27,7 +27,10 @@ pub(crate) async fn client_messages(
         return Ok(Vec::new());
     }
     let now = s.now();
-    let (now_us, lease_us) = (unix_micros(now), unix_micros(client_retry_time(now)));
+    // A message stored "due now" must be deliverable by a fetch in the same microsecond: a stream
+    // woken by its insert fetches at once and is not woken again. So the bound is `<= now`
+    // (written `< now + 1 µs`), where the original's strict `<` could miss it.
+    let (now_us, lease_us) = (unix_micros(now) + 1, unix_micros(client_retry_time(now)));
     s.tx("client_messages_for_processing", move |tx| {
         Box::pin(async move {
             let q = tx.q();
