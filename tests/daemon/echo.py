@@ -9,8 +9,8 @@ object per line to the file named by argv[1]:
    "payload": "<hex of data.value>", "pid": 123}
 
 Messages of type "echo" are answered with a message of type "echo-reply"
-(same payload) to the server-side service named by argv[2] (default
-"TestService"). A message of type "die" makes the process exit with code 3
+(same payload, source_message_id = the original message id) to the server-side
+service named by argv[2] (default "TestService"). A message of type "die" makes the process exit with code 3
 after recording it, so that the client restarts the daemon and reports a
 terminated-process ResourceUsage.
 """
@@ -44,8 +44,11 @@ def main():
         "payload": msg.data.value.hex(),
     })
     if msg.message_type == "echo":
+      # source_message_id = the original message id, so the test can derive the
+      # server-side message id: sha256(client_id | 0 | service | 0 | source_message_id).
       reply = common_pb2.Message(
           message_type="echo-reply",
+          source_message_id=msg.message_id,
           destination=common_pb2.Address(service_name=reply_service),
       )
       reply.data.CopyFrom(msg.data)

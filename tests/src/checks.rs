@@ -145,3 +145,16 @@ pub fn assert_no_duplicates(records: &[Received]) {
 pub fn find<'a>(records: &'a [Received], id: &[u8]) -> Option<&'a Received> {
     records.iter().find(|r| r.id() == Some(id))
 }
+
+/// The id the server gives a message from a client (protocol.md §9.3):
+/// `sha256(client_id ‖ 0 ‖ source service ‖ 0 ‖ source_message_id)`.
+pub fn client_message_id(client_id: &[u8], service: &str, source_message_id: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(client_id);
+    h.update([0u8]);
+    h.update(service.as_bytes());
+    h.update([0u8]);
+    h.update(source_message_id);
+    h.finalize().to_vec()
+}

@@ -53,6 +53,27 @@ async fn delivers(polling: bool) {
     checks::assert_no_duplicates(&got);
     // The client acks (a MessageAck to `system`): the client → server leg works.
     checks::acked(&admin, &ids, Duration::from_secs(30)).await;
+
+    // The daemon answered the "echo" with a message to server service TestService, whose
+    // source_message_id is the echo's id. No server service is configured, so the server stores
+    // it as failed "unknown service" — under the id derived from the client id.
+    let echo = &sent[1].0;
+    let reply = checks::client_message_id(&id, "TestService", echo);
+    let status = fleetgate_tests::eventually(
+        Duration::from_secs(30),
+        "the echo reply to be stored",
+        || async {
+            let st = admin.message_status(&reply).await?;
+            st.result
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("GetMessageStatus({}): {st:?}", hex::encode(&reply)))
+        },
+    )
+    .await;
+    assert!(
+        status.failed && status.failed_reason.contains("unknown service"),
+        "the echo reply should fail as unknown service, got {status:?}"
+    );
 }
 
 #[tokio::test]

