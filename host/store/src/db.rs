@@ -92,6 +92,35 @@ impl<C: ConnectionTrait> Q<'_, C> {
         Statement::from_sql_and_values(self.d.backend(), sql, vals)
     }
 
+    /// Inserts `(owner, service_name, label)` rows into a label table (`client_labels` keyed by
+    /// `client_id`, `broadcast_labels` keyed by `broadcast_id`), in chunks.
+    pub(crate) async fn insert_labels(
+        &self,
+        table: &str,
+        owner_col: &str,
+        owner: &[u8],
+        labels: &[fleetgate_types::pb::fleetspeak::Label],
+    ) -> Result<()> {
+        for chunk in labels.chunks(CHUNK / 3) {
+            let sql = format!(
+                "INSERT INTO {table}({owner_col}, service_name, label) VALUES {}",
+                row_placeholders(chunk.len(), 3)
+            );
+            let vals = chunk
+                .iter()
+                .flat_map(|l| {
+                    [
+                        owner.to_vec().into(),
+                        l.service_name.clone().into(),
+                        l.label.clone().into(),
+                    ]
+                })
+                .collect();
+            self.exec(&sql, vals).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn exec(&self, sql: &str, vals: Vec<Value>) -> Result<ExecResult> {
         self.conn
             .execute(self.stmt(sql, vals))

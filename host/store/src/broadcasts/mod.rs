@@ -17,7 +17,7 @@ use sea_orm::Value;
 
 use crate::StoreError;
 use crate::api::{AllocationInfo, BroadcastInfo, BroadcastStore, Result};
-use crate::db::{CHUNK, Row, placeholders, row_placeholders, to_i64};
+use crate::db::{CHUNK, Row, placeholders, to_i64};
 use crate::messages::write::corrupt;
 use crate::store::SeaOrmStore;
 
@@ -97,17 +97,8 @@ async fn create(s: &SeaOrmStore, b: &Broadcast, limit: u64) -> Result<()> {
                        expiration_time_seconds, expiration_time_nanos, data_type_url, data_value, sent, allocated, \
                        message_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?)";
             q.exec(sql, vals.clone()).await?;
-            for chunk in b.required_labels.chunks(CHUNK / 3) {
-                let sql = format!(
-                    "INSERT INTO broadcast_labels(broadcast_id, service_name, label) VALUES {}",
-                    row_placeholders(chunk.len(), 3)
-                );
-                let vals = chunk
-                    .iter()
-                    .flat_map(|l| [id.to_vec().into(), l.service_name.clone().into(), l.label.clone().into()])
-                    .collect();
-                q.exec(&sql, vals).await?;
-            }
+            q.insert_labels("broadcast_labels", "broadcast_id", &id.to_vec(), &b.required_labels)
+                .await?;
             Ok(())
         })
     })

@@ -18,7 +18,7 @@ use sea_orm::{ConnectionTrait, Value};
 
 use crate::StoreError;
 use crate::api::{ClientData, ClientStore, ContactRecord, Result};
-use crate::db::{CHUNK, Q, placeholders, row_placeholders};
+use crate::db::{CHUNK, Q, placeholders};
 use crate::messages::write::corrupt;
 use crate::store::SeaOrmStore;
 
@@ -174,17 +174,7 @@ impl ClientStore for SeaOrmStore {
                 let sql = "INSERT INTO clients(client_id, client_key, blacklisted, last_contact_time) VALUES (?, ?, ?, ?)";
                 let vals = vec![id.to_vec().into(), data.key.clone().into(), data.blacklisted.into(), now.into()];
                 q.exec(sql, vals).await?;
-                for chunk in data.labels.chunks(CHUNK / 3) {
-                    let sql = format!(
-                        "INSERT INTO client_labels(client_id, service_name, label) VALUES {}",
-                        row_placeholders(chunk.len(), 3)
-                    );
-                    let vals = chunk
-                        .iter()
-                        .flat_map(|l| [id.to_vec().into(), l.service_name.clone().into(), l.label.clone().into()])
-                        .collect();
-                    q.exec(&sql, vals).await?;
-                }
+                q.insert_labels("client_labels", "client_id", &id.to_vec(), &data.labels).await?;
                 Ok(())
             })
         })
