@@ -9,12 +9,22 @@
 //! * [`admin::Admin`] wraps the admin gRPC API.
 //! * [`tls`] speaks raw HTTPS to the client frontend.
 //! * [`wait::eventually`] polls until a condition holds.
+//! * [`fleet::Fleet`]: the distributed deployment — MariaDB ([`mariadb`]), frontends and an
+//!   admin-only server ([`node`]), haproxy ([`haproxy`]), clients ([`fleet_client`]), with
+//!   certificates from [`pki`] and ports from [`ports`].
 
 pub mod admin;
 pub mod checks;
 pub mod client;
 pub mod daemon;
 pub mod env;
+pub mod fleet;
+pub mod fleet_client;
+pub mod haproxy;
+pub mod mariadb;
+pub mod node;
+pub mod pki;
+pub mod ports;
 pub mod server;
 pub mod tls;
 pub mod wait;

@@ -1,22 +1,20 @@
 //! Handlers of `fleetspeak.server.Admin` (admin.md §2).
 
 use std::pin::Pin;
-use std::time::SystemTime;
 
 use fleetgate_engine::Engine;
 use fleetgate_pb::fleetspeak::server::admin_server::Admin;
 use fleetgate_pb::fleetspeak::server::*;
 use fleetgate_pb::fleetspeak::{EmptyMessage, Message};
 use fleetgate_types::time::from_timestamp;
-use fleetgate_types::{ClientId, MessageId};
+use fleetgate_types::{BroadcastId, MessageId};
 use futures::Stream;
-use prost::Message as _;
 use tonic::{Request, Response, Status};
 
+use crate::parse::{self, broadcast_ids, client_id, client_ids, time};
 use crate::status::{from_engine, from_store, invalid};
 
-/// A message for one client may not exceed this size, as in the original.
-pub const MAX_CLIENT_MESSAGE: usize = 2 * 1024 * 1024;
+pub use crate::parse::MAX_CLIENT_MESSAGE;
 
 type Reply<T> = Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -31,25 +29,6 @@ impl AdminService {
     }
 }
 
-fn client_ids(raw: &[Vec<u8>]) -> Result<Vec<ClientId>, Status> {
-    raw.iter()
-        .filter(|b| !b.is_empty())
-        .map(|b| {
-            ClientId::from_bytes(b).map_err(|e| invalid(format!("unable to parse client ID: {e}")))
-        })
-        .collect()
-}
-
-fn client_id(raw: &[u8]) -> Result<Option<ClientId>, Status> {
-    ClientId::from_wire(raw).map_err(|e| invalid(format!("unable to parse client ID: {e}")))
-}
-
-fn time(ts: &Option<prost_types::Timestamp>, what: &str) -> Result<SystemTime, Status> {
-    ts.as_ref()
-        .and_then(from_timestamp)
-        .ok_or_else(|| invalid(format!("{what} is missing or invalid")))
-}
-
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn create_broadcast(&self, req: Request<CreateBroadcastRequest>) -> Reply<EmptyMessage> {
@@ -58,7 +37,7 @@ impl Admin for AdminService {
             .broadcast
             .ok_or_else(|| invalid("CreateBroadcast requires a broadcast"))?;
         if b.broadcast_id.is_empty() {
-            b.broadcast_id = fleetgate_types::BroadcastId::random().to_vec();
+            b.broadcast_id = BroadcastId::random().to_vec();
         }
         let store = self.engine.store();
         store
@@ -93,14 +72,8 @@ impl Admin for AdminService {
         &self,
         req: Request<DisableBroadcastsRequest>,
     ) -> Reply<EmptyMessage> {
-        let ids = req
-            .into_inner()
-            .broadcast_ids
-            .iter()
-            .map(|b| {
-                fleetgate_types::BroadcastId::from_bytes(b).map_err(|e| invalid(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Every ID is checked before anything changes; nil IDs match nothing.
+        let ids = broadcast_ids(&req.into_inner().broadcast_ids)?;
         self.engine
             .store()
             .disable_broadcasts(&ids)
@@ -110,7 +83,10 @@ impl Admin for AdminService {
     }
 
     async fn list_clients(&self, req: Request<ListClientsRequest>) -> Reply<ListClientsResponse> {
-        let ids = client_ids(&req.into_inner().client_ids)?;
+        // Empty list: every client. Only nil IDs: none.
+        let Some(ids) = client_ids(&req.into_inner().client_ids)? else {
+            return Ok(Response::new(ListClientsResponse::default()));
+        };
         let clients = self
             .engine
             .store()
@@ -204,40 +180,10 @@ impl Admin for AdminService {
     }
 
     async fn insert_message(&self, req: Request<Message>) -> Reply<EmptyMessage> {
-        let m = req.into_inner();
-        if m.destination
-            .as_ref()
-            .is_none_or(|d| d.service_name.is_empty())
-        {
-            return Err(invalid("message must have Destination"));
-        }
-        if m.source.as_ref().is_none_or(|s| s.service_name.is_empty()) {
-            return Err(invalid("message must have Source"));
-        }
-        let dest = m
-            .destination
-            .as_ref()
-            .map(|d| d.client_id.as_slice())
-            .unwrap_or_default();
-        if let Some(client) = client_id(dest)? {
-            let found = self
-                .engine
-                .store()
-                .list_clients(&[client])
-                .await
-                .map_err(|e| from_store("error listing destination client", e))?;
-            if found.len() != 1 {
-                return Err(Status::not_found(format!(
-                    "expected 1 destination client result, got {} ({client})",
-                    found.len()
-                )));
-            }
-            let size = m.encoded_len();
-            if size > MAX_CLIENT_MESSAGE {
-                return Err(invalid(format!(
-                    "message intended for client {client} is of size {size}, which exceeds the {MAX_CLIENT_MESSAGE}-byte limit"
-                )));
-            }
+        let mut m = req.into_inner();
+        let dest = parse::message(&mut m, &self.engine)?;
+        if let Some(client) = dest {
+            parse::clients_exist(&self.engine, &[client]).await?;
         }
         self.engine
             .insert_message(m)
@@ -250,7 +196,7 @@ impl Admin for AdminService {
         &self,
         req: Request<DeletePendingMessagesRequest>,
     ) -> Reply<EmptyMessage> {
-        let ids = client_ids(&req.into_inner().client_ids)?;
+        let ids = client_ids(&req.into_inner().client_ids)?.unwrap_or_default();
         if !ids.is_empty() {
             self.engine
                 .store()
@@ -268,10 +214,10 @@ impl Admin for AdminService {
         let req = req.into_inner();
         if req.offset > 0 && req.limit == 0 {
             return Err(invalid(
-                "if offset is provided, a limit must be provided as well",
+                "Can't read pending messages: if offset is provided, a limit must be provided as well",
             ));
         }
-        let ids = client_ids(&req.client_ids)?;
+        let ids = client_ids(&req.client_ids)?.unwrap_or_default();
         let messages = if ids.is_empty() {
             Vec::new()
         } else {
@@ -288,7 +234,7 @@ impl Admin for AdminService {
         &self,
         req: Request<GetPendingMessageCountRequest>,
     ) -> Reply<GetPendingMessageCountResponse> {
-        let ids = client_ids(&req.into_inner().client_ids)?;
+        let ids = client_ids(&req.into_inner().client_ids)?.unwrap_or_default();
         let count = if ids.is_empty() {
             0
         } else {
@@ -347,14 +293,20 @@ impl Admin for AdminService {
         req: Request<FetchClientResourceUsageRecordsRequest>,
     ) -> Reply<FetchClientResourceUsageRecordsResponse> {
         let req = req.into_inner();
-        let id = client_id(&req.client_id)?.ok_or_else(|| invalid("client_id is required"))?;
-        let start = time(&req.start_timestamp, "start_timestamp")?;
-        let end = time(&req.end_timestamp, "end_timestamp")?;
+        let id = client_id(&req.client_id)?;
+        let start = time(req.start_timestamp.as_ref(), "start_timestamp")?;
+        let end = time(req.end_timestamp.as_ref(), "end_timestamp")?;
         if start > end {
             return Err(invalid(
                 "timerange is invalid: start timestamp is after end timestamp",
             ));
         }
+        // The nil ID has no records; the original answered it with an empty list too.
+        let Some(id) = id else {
+            return Ok(Response::new(
+                FetchClientResourceUsageRecordsResponse::default(),
+            ));
+        };
         let records = self
             .engine
             .store()

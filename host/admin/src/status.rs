@@ -1,7 +1,16 @@
 //! The one place where errors become gRPC statuses for admin callers.
 //!
 //! The original answered every failure with UNKNOWN; callers (GRR's connector, the CLI) retry or
-//! print regardless of the code, so precise codes cost nothing and help operators.
+//! print regardless of the code, so precise codes cost nothing and help operators:
+//!
+//! | cause | code |
+//! |---|---|
+//! | malformed request (ID length, missing field, bad time range, oversize message) | `INVALID_ARGUMENT` |
+//! | destination client unknown; store lookup found nothing | `NOT_FOUND` |
+//! | feature the store does not support (broadcast groups); no plugin runtime | `UNIMPLEMENTED` |
+//! | broadcast disabled or allocation gone | `FAILED_PRECONDITION` |
+//! | database failure a retry may fix | `UNAVAILABLE` |
+//! | any other database failure | `INTERNAL` |
 
 use fleetgate_engine::EngineError;
 use fleetgate_store::StoreError;
@@ -9,6 +18,19 @@ use tonic::Status;
 
 pub fn invalid(msg: impl Into<String>) -> Status {
     Status::invalid_argument(msg)
+}
+
+pub fn not_found(msg: impl Into<String>) -> Status {
+    Status::not_found(msg)
+}
+
+pub fn unimplemented(msg: impl Into<String>) -> Status {
+    Status::unimplemented(msg)
+}
+
+/// Names the item of a batch a status is about, keeping its code.
+pub fn for_item(index: usize, s: Status) -> Status {
+    Status::new(s.code(), format!("message {index}: {}", s.message()))
 }
 
 pub fn from_store(context: &str, e: StoreError) -> Status {

@@ -44,6 +44,9 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// Which files these settings came from (for logs).
     pub origin: Origin,
+    /// Retention ages from the TOML `[retention]` table (all zero, "keep forever", for the
+    /// text-format pair, whose ages come from flags).
+    pub retention: crate::toml::Retention,
 }
 
 /// The files a [`Settings`] was read from.
@@ -256,14 +259,16 @@ impl Settings {
             }
             _ => None,
         };
-        Self::assemble(
+        let mut settings = Self::assemble(
             file.components,
             file.services,
             from_file,
             file.state_dir,
             overrides,
             origin,
-        )
+        )?;
+        settings.retention = file.retention;
+        Ok(settings)
     }
 
     fn assemble(
@@ -292,6 +297,7 @@ impl Settings {
             database,
             state_dir,
             origin,
+            retention: Default::default(),
         })
     }
 

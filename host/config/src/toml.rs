@@ -29,6 +29,10 @@
 //! listen_address = "localhost:8080"
 //! [notifications]
 //! listen_address = "10.0.0.5:10000"
+//! [retention]                          # Go durations; absent or "0": keep forever
+//! contacts = "720h"                    # client contacts, by contact time
+//! messages = "2160h"                   # finished messages, by creation time (never pending ones)
+//! resource_usage = "720h"              # resource usage records, by receipt time
 //! public_address = "10.0.0.5:10000"
 //! use_http_notifier = false
 //!
@@ -48,8 +52,10 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ::toml::Spanned;
+use fleetgate_pb::fleetgate::plugin::v1::WasmConfig;
 use fleetgate_pb::fleetspeak::components::{self, frontend_config::FrontendMode};
 use fleetgate_pb::fleetspeak::server::{ServerConfig, ServiceConfig};
 use fleetgate_pb::fleetspeak::{cpsservice, grpcservice};
@@ -58,30 +64,6 @@ use serde::Deserialize;
 use crate::duration::parse_go_duration;
 use crate::error::{ConfigError, TomlError};
 use crate::textproto::line_column;
-
-/// Config of a `WASM` service, packed into `ServiceConfig.config`.
-///
-/// Fleetspeak has no such type; its full name is
-/// `fleetgate.config.v1.WasmServiceConfig`. It is defined here until
-/// `proto/fleetgate` carries it (then text-format files can use it too).
-#[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct WasmServiceConfig {
-    /// Path of the component (`.wasm`).
-    #[prost(string, tag = "1")]
-    pub path: String,
-    /// Opaque configuration handed to the plugin.
-    #[prost(string, tag = "2")]
-    pub config: String,
-}
-
-impl prost::Name for WasmServiceConfig {
-    const NAME: &'static str = "WasmServiceConfig";
-    const PACKAGE: &'static str = "fleetgate.config.v1";
-
-    fn type_url() -> String {
-        format!("type.googleapis.com/{}", Self::full_name())
-    }
-}
 
 /// A TOML file mapped onto the proto shapes (not yet validated).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -94,6 +76,19 @@ pub struct TomlSettings {
     pub database_url: Option<String>,
     /// `state_dir`, resolved.
     pub state_dir: Option<PathBuf>,
+    /// `[retention]`.
+    pub retention: Retention,
+}
+
+/// How long to keep old rows; zero keeps them forever (the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Client contacts, by contact time.
+    pub contacts: Duration,
+    /// Finished messages, by creation time.
+    pub messages: Duration,
+    /// Resource usage records, by the time the server received them.
+    pub resource_usage: Duration,
 }
 
 #[derive(Deserialize)]
@@ -107,8 +102,17 @@ struct FileToml {
     stats: Option<StatsToml>,
     health: Option<HealthToml>,
     notifications: Option<NotificationsToml>,
+    retention: Option<RetentionToml>,
     #[serde(default)]
     services: Vec<Spanned<ServiceToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionToml {
+    contacts: Option<Spanned<String>>,
+    messages: Option<Spanned<String>>,
+    resource_usage: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -209,9 +213,18 @@ struct CpsToml {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WasmToml {
-    path: PathBuf,
+    /// A component file, or `bundled:<name>`.
+    path: String,
+    /// Handed to the plugin's `init`.
     #[serde(default)]
     config: String,
+    /// Capabilities granted (`messaging`, `grpc`, `log`, `metrics`, `clock`, `clients`).
+    #[serde(default)]
+    grants: Vec<String>,
+    #[serde(default)]
+    memory_limit_bytes: u64,
+    #[serde(default)]
+    cpu_budget_ms: u32,
 }
 
 /// Where relative paths are resolved and how errors are located.
@@ -339,6 +352,14 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
         .map(|(i, s)| service(&ctx, i, s))
         .collect::<Result<Vec<_>, _>>()?;
     let database_url = file.database.map(|d| resolve_sqlite(&ctx, d.url));
+    let retention = match file.retention {
+        None => Retention::default(),
+        Some(r) => Retention {
+            contacts: age(&ctx, "retention.contacts", r.contacts)?,
+            messages: age(&ctx, "retention.messages", r.messages)?,
+            resource_usage: age(&ctx, "retention.resource_usage", r.resource_usage)?,
+        },
+    };
     Ok(TomlSettings {
         components,
         services: ServerConfig {
@@ -347,7 +368,16 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
         },
         database_url,
         state_dir: file.state_dir.map(|p| ctx.resolve(&p)),
+        retention,
     })
+}
+
+fn age(ctx: &Ctx<'_>, key: &str, v: Option<Spanned<String>>) -> Result<Duration, ConfigError> {
+    let Some(v) = v else {
+        return Ok(Duration::ZERO);
+    };
+    let span = v.span();
+    parse_go_duration(v.get_ref()).map_err(|e| ctx.error(span, key, e))
 }
 
 fn resolve_sqlite(ctx: &Ctx<'_>, url: String) -> String {
@@ -474,9 +504,18 @@ fn service(
         tables.push(("cps", "CPS", fleetgate_pb::any::pack(&config)));
     }
     if let Some(w) = s.wasm {
-        let config = WasmServiceConfig {
-            path: ctx.resolve(&w.path).display().to_string(),
-            config: w.config,
+        let path = if w.path.starts_with("bundled:") {
+            w.path
+        } else {
+            ctx.resolve(Path::new(&w.path)).display().to_string()
+        };
+        let config = WasmConfig {
+            path,
+            config: w.config.into_bytes(),
+            grants: w.grants,
+            memory_limit_bytes: w.memory_limit_bytes,
+            cpu_budget_ms: w.cpu_budget_ms,
+            ..Default::default()
         };
         tables.push(("wasm", "WASM", fleetgate_pb::any::pack(&config)));
     }

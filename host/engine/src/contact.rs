@@ -1,6 +1,7 @@
 //! The engine's side of the frontend contract: one contact at a time (client-lifecycle.md §1).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fleetgate_pb::fleetspeak::{ContactData, Label, Message, WrappedContactData};
 use fleetgate_store::{ClientData, ContactRecord, StoreError};
@@ -23,6 +24,11 @@ struct Established {
     contact: ContactId,
     nonce: u64,
     tokens: Tokens,
+    /// The client's labels when this contact is checked for broadcasts: its record was not a
+    /// cache hit (server.md §10).
+    broadcast_labels: Option<Vec<Label>>,
+    /// The broadcast generation before the client record was read.
+    broadcast_generation: u64,
 }
 
 fn internal(e: StoreError) -> ContactError {
@@ -58,7 +64,8 @@ impl Engine {
                 "client lacks required label {required:?}"
             )));
         }
-        let data = self.client_data_or_enrol(&c).await?;
+        let broadcast_generation = self.broadcast_generation();
+        let (data, cached) = self.client_data_or_enrol(&c).await?;
         let cd = parse_contact_data(&c.wcd)?;
         let nonce: u64 = rand::random();
         let record = ContactRecord {
@@ -95,21 +102,24 @@ impl Engine {
                 contact,
                 nonce,
                 tokens,
+                broadcast_labels: (!cached).then_some(data.labels),
+                broadcast_generation,
             },
             signal,
         ))
     }
 
-    async fn client_data_or_enrol(&self, c: &Contact) -> Result<ClientData, ContactError> {
+    /// The client's record and whether it was a cache hit.
+    async fn client_data_or_enrol(&self, c: &Contact) -> Result<(ClientData, bool), ContactError> {
         let cache = &self.inner.cache;
         if let Some(d) = cache.get(c.client_id) {
-            return Ok(d);
+            return Ok((d, true));
         }
         let store = &self.inner.store;
         match store.get_client_data(c.client_id).await {
             Ok(d) => {
                 cache.put(c.client_id, d.clone());
-                Ok(d)
+                Ok((d, false))
             }
             Err(StoreError::NotFound(_)) => {
                 let data = ClientData {
@@ -122,7 +132,7 @@ impl Engine {
                     // and a stream): the loser's insert hits the existing row. That client is
                     // enrolled now, so carry on with its record instead of failing the contact.
                     return match store.get_client_data(c.client_id).await {
-                        Ok(d) => Ok(d),
+                        Ok(d) => Ok((d, false)),
                         Err(_) => Err(internal(e)),
                     };
                 }
@@ -139,7 +149,7 @@ impl Engine {
                     labels.push(label);
                 }
                 tracing::info!(client = %c.client_id, address = %c.observed_address, "enrolled new client");
-                Ok(ClientData { labels, ..data })
+                Ok((ClientData { labels, ..data }, false))
             }
             Err(e) => Err(internal(e)),
         }
@@ -151,8 +161,15 @@ impl ContactHandler for Engine {
 
     async fn poll(&self, contact: Contact) -> Result<ContactData, ContactError> {
         let (mut est, _) = self.establish(contact, false).await?;
+        let labels = est.broadcast_labels.take();
         let messages = self
-            .select_for_client(est.client, est.blacklisted, &mut est.tokens, est.contact)
+            .select_for_client(
+                est.client,
+                est.blacklisted,
+                &mut est.tokens,
+                est.contact,
+                labels.as_deref(),
+            )
             .await
             .map_err(internal)?;
         Ok(ContactData {
@@ -177,12 +194,19 @@ impl ContactHandler for Engine {
             id: est.client,
             contact: est.contact,
             blacklisted: est.blacklisted,
+            broadcasts_seen: AtomicU64::new(est.broadcast_generation),
         };
         let messages = {
             let mut tokens = stream.tokens.lock().await;
-            self.select_for_client(est.client, est.blacklisted, &mut tokens, est.contact)
-                .await
-                .map_err(internal)?
+            self.select_for_client(
+                est.client,
+                est.blacklisted,
+                &mut tokens,
+                est.contact,
+                est.broadcast_labels.as_deref(),
+            )
+            .await
+            .map_err(internal)?
         };
         if messages.len() == MAX_BATCH {
             stream.signal.wake.notify_one();
@@ -217,6 +241,9 @@ pub struct Stream {
     /// The connection's flow-control tokens; frames add, deliveries spend.
     tokens: Mutex<Tokens>,
     signal: Arc<StreamSignal>,
+    /// The broadcast generation this stream was last checked against; a newer one means new
+    /// broadcasts, so the next fetch checks the client again.
+    broadcasts_seen: AtomicU64,
 }
 
 impl StreamSession for Stream {
@@ -244,10 +271,11 @@ impl StreamSession for Stream {
             if self.blacklisted || self.engine.is_stopping() {
                 continue;
             }
+            let labels = self.labels_if_new_broadcasts().await;
             let mut tokens = self.tokens.lock().await;
             let msgs = self
                 .engine
-                .select_for_client(self.id, false, &mut tokens, self.contact)
+                .select_for_client(self.id, false, &mut tokens, self.contact, labels.as_deref())
                 .await
                 .map_err(internal)?;
             if msgs.len() == MAX_BATCH {
@@ -272,6 +300,26 @@ impl Drop for Stream {
 }
 
 impl Stream {
+    /// The client's current labels if broadcasts were added since this stream last looked (the
+    /// refresh cleared the cache, so this reads the store once per refresh and stream).
+    async fn labels_if_new_broadcasts(&self) -> Option<Vec<Label>> {
+        let now = self.engine.broadcast_generation();
+        if self.broadcasts_seen.swap(now, Ordering::AcqRel) == now {
+            return None;
+        }
+        match self.engine.inner.store.get_client_data(self.id).await {
+            Ok(d) => {
+                let labels = d.labels.clone();
+                self.engine.inner.cache.put(self.id, d);
+                Some(labels)
+            }
+            Err(e) => {
+                tracing::debug!(client = %self.id, error = %e, "reading labels for broadcasts");
+                None
+            }
+        }
+    }
+
     /// Adds the frame's tokens (deltas after frame 0). New tokens for a service that had none may
     /// unblock queued messages, so look again.
     async fn add_tokens(&self, cd: &ContactData) {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use fleetgate_pb::fleetspeak::Message;
+use fleetgate_pb::fleetspeak::{Label, Message};
 use fleetgate_store::StoreError;
 use fleetgate_types::message::{address, destination_service, success};
 use fleetgate_types::time::to_timestamp;
@@ -22,7 +22,9 @@ fn is_die(m: &Message) -> bool {
 }
 
 impl Engine {
-    /// Leases queued messages for the client within its tokens and spends the tokens.
+    /// Leases queued messages for the client within its tokens and spends the tokens; with
+    /// `broadcast_labels` (the client's labels, when this contact is checked for broadcasts)
+    /// appends instances of the broadcasts it qualifies for, which ignore tokens.
     /// Blacklisted clients get only a fresh RekeyRequest.
     pub(crate) async fn select_for_client(
         &self,
@@ -30,6 +32,7 @@ impl Engine {
         blacklisted: bool,
         tokens: &mut Tokens,
         contact: ContactId,
+        broadcast_labels: Option<&[Label]>,
     ) -> Result<Vec<Message>, StoreError> {
         let store = &self.inner.store;
         if blacklisted {
@@ -39,21 +42,25 @@ impl Engine {
                 .await?;
             return Ok(vec![rekey]);
         }
-        if tokens.as_ref().is_some_and(|t| t.values().all(|&n| n == 0)) {
-            return Ok(Vec::new());
-        }
-        let msgs = store
-            .client_messages_for_processing(client, MAX_BATCH, tokens.as_ref())
-            .await?;
-        if msgs.is_empty() {
-            return Ok(msgs);
-        }
+        let mut msgs = if tokens.as_ref().is_some_and(|t| t.values().all(|&n| n == 0)) {
+            Vec::new()
+        } else {
+            store
+                .client_messages_for_processing(client, MAX_BATCH, tokens.as_ref())
+                .await?
+        };
         if let Some(t) = tokens.as_mut() {
             for m in msgs.iter().filter(|m| !is_die(m)) {
                 if let Some(n) = t.get_mut(destination_service(m)) {
                     *n = n.saturating_sub(1);
                 }
             }
+        }
+        if let Some(labels) = broadcast_labels {
+            msgs.extend(self.broadcast_messages(client, labels).await);
+        }
+        if msgs.is_empty() {
+            return Ok(msgs);
         }
         let ids: Vec<MessageId> = msgs
             .iter()

@@ -1,13 +1,14 @@
 //! Messages arriving from clients: validation, IDs, routing to services, storage
 //! (client-lifecycle.md §7, server.md §3.3–4).
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use fleetgate_pb::fleetspeak::{Message, ValidationInfo};
 use fleetgate_types::message::{destination_service, failure, success};
 use fleetgate_types::time::to_timestamp;
 use fleetgate_types::{ClientId, ContactId, MessageId};
 use futures::future::join_all;
+use tracing::Instrument;
 
 use crate::Engine;
 use crate::service::{Outcome, run};
@@ -58,6 +59,9 @@ impl Engine {
             match validate_from_client(client, m, &None, now) {
                 Ok(mut m) => {
                     m.is_blocklisted_source = blacklisted;
+                    if let Some(metrics) = self.metrics() {
+                        metrics.message_from_client(destination_service(&m), &m.message_type);
+                    }
                     valid.push(m);
                 }
                 Err(why) => {
@@ -84,10 +88,26 @@ impl Engine {
 
     pub(crate) async fn process(&self, m: &Message) -> Outcome {
         let service = destination_service(m);
-        match self.service(service) {
-            Some(entry) => run(&entry, m).await,
+        let span = tracing::info_span!(
+            "message",
+            id = %hex::encode(&m.message_id),
+            service,
+            r#type = %m.message_type
+        );
+        let start = Instant::now();
+        let outcome = match self.service(service) {
+            Some(entry) => run(&entry, m).instrument(span).await,
             None => Outcome::Failed(format!("unknown service \"{service}\"")),
+        };
+        if let Some(metrics) = self.metrics() {
+            let word = match &outcome {
+                Outcome::Processed => "processed",
+                Outcome::Failed(_) => "failed",
+                Outcome::Retry(_) => "retry",
+            };
+            metrics.message_processed(service, word, start.elapsed());
         }
+        outcome
     }
 }
 

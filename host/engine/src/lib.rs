@@ -8,23 +8,32 @@
 //! * [`service`]: the `Service` trait that plugins implement, with per-service parallelism.
 //! * [`backlog`]: retrying server-bound messages whose processing failed temporarily.
 //! * [`registry`]: the streams this server holds, woken when a client has new messages.
+//! * [`notifier`]: asking the server that holds a client's stream to wake it.
 //! * [`cache`]: a 45-second cache of client records.
+//! * [`metrics`]: the telemetry handle the engine records into; the pending-queue gauge.
+//! * [`retention`]: deleting old contacts, finished messages and resource usage records.
+//! * [`broadcasts`]: the broadcast working set, its allocations, and instances for contacts.
 //!
 //! The engine never speaks HTTP, TLS, gRPC or SQL: it talks to the store through
 //! `fleetgate_store::Store` and to the outside through the frontend contract and its own methods.
 #![forbid(unsafe_code)]
 
 pub mod backlog;
+pub mod broadcasts;
 pub mod cache;
 pub mod contact;
 pub mod delivery;
 pub mod ingest;
+pub mod metrics;
+pub mod notifier;
 pub mod registry;
+pub mod retention;
 pub mod service;
 pub mod system;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 use fleetgate_pb::fleetspeak::Message;
 use fleetgate_store::{Store, StoreError};
@@ -33,19 +42,33 @@ use fleetgate_types::time::to_timestamp;
 use fleetgate_types::{ClientId, Clock, MessageId};
 
 pub use contact::Stream;
+pub use notifier::Notifier;
 pub use service::{NoopService, Outcome, Service, ServiceEntry, ServiceError, Services};
 
+use broadcasts::Broadcasts;
 use cache::ClientCache;
 use registry::StreamRegistry;
 
 /// Settings the engine needs, already validated.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Only clients claiming this label are accepted.
     pub required_label: Option<String>,
     /// Stored as `last_contact_streaming_to` for streams held here: `local` on a single server,
     /// else this server's notification address.
     pub streaming_to: String,
+    /// How often broadcasts are reloaded: a random wait in [P, 2P), at least 1 s.
+    pub broadcast_poll_time: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            required_label: None,
+            streaming_to: String::new(),
+            broadcast_poll_time: broadcasts::DEFAULT_POLL_TIME,
+        }
+    }
 }
 
 /// Errors of the engine's own API (the admin service maps them to gRPC statuses).
@@ -69,6 +92,11 @@ struct Inner {
     clock: Arc<dyn Clock>,
     cache: Arc<ClientCache>,
     streams: StreamRegistry,
+    broadcasts: Broadcasts,
+    /// Tells other servers about messages for streams they hold; unset on a single server.
+    notifier: OnceLock<Arc<dyn Notifier>>,
+    /// Where contacts, messages and processing are counted; unset in tests and tools.
+    metrics: OnceLock<fleetgate_telemetry::Metrics>,
     /// Swapped whole on reload; readers clone the entry they need and drop the lock at once.
     services: RwLock<Services>,
     stopping: AtomicBool,
@@ -80,12 +108,16 @@ impl Engine {
         let mut services = Services::new();
         let system = system::SystemService::new(store.clone(), cache.clone(), clock.clone());
         services.insert(system::NAME, ServiceEntry::new(Arc::new(system), 100));
+        let broadcasts = Broadcasts::new(config.broadcast_poll_time);
         let inner = Inner {
             config,
             store,
             clock,
             cache,
             streams: StreamRegistry::new(),
+            broadcasts,
+            notifier: OnceLock::new(),
+            metrics: OnceLock::new(),
             services: RwLock::new(services),
             stopping: AtomicBool::new(false),
         };
@@ -106,6 +138,9 @@ impl Engine {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, entry);
+        if let Some(m) = self.inner.metrics.get() {
+            m.known_service(name);
+        }
         Ok(())
     }
 
@@ -147,31 +182,20 @@ impl Engine {
     }
 
     /// Inserts a message from an admin caller or a service. A message for a client is stored as
-    /// pending and the client's stream, if held here, is woken at once. A message for a service this
-    /// server runs is processed now and stored with its outcome; for any other service it is queued
-    /// for the backlog.
+    /// pending and the client's stream is woken at once: here if held here, else through the
+    /// notifier. A message for a service this server runs is processed now and stored with its
+    /// outcome; for any other service it is queued for the backlog.
     pub async fn insert_message(&self, mut m: Message) -> Result<MessageId, EngineError> {
-        let id = if m.message_id.is_empty() {
-            MessageId::random()
-        } else {
-            MessageId::from_bytes(&m.message_id).map_err(|e| EngineError::Invalid(e.to_string()))?
-        };
-        m.message_id = id.to_vec();
-        if destination_service(&m).is_empty() {
-            return Err(EngineError::Invalid(
-                "destination service is required".into(),
-            ));
-        }
-        let dest = destination_client(&m).map_err(|e| EngineError::Invalid(e.to_string()))?;
-        m.creation_time = Some(to_timestamp(self.inner.clock.now()));
-        m.result = None;
+        let (id, dest) = self.prepare_insert(&mut m)?;
         match dest {
             Some(client) => {
                 self.inner
                     .store
                     .store_messages(std::slice::from_ref(&m), None)
                     .await?;
-                self.notify_client(client);
+                if !self.notify_client(client) {
+                    self.notify_elsewhere(client).await;
+                }
             }
             // A service this server does not run is left to the backlog of a server that does:
             // failing it here would lose another server's message.
@@ -190,5 +214,60 @@ impl Engine {
             }
         }
         Ok(id)
+    }
+
+    /// Inserts a batch in one store transaction: every message is checked first, so either all
+    /// are stored or none. Messages for clients are queued and their streams woken; messages for
+    /// services are queued for the backlog (not processed inline), as the original's
+    /// `InsertMessage` does. Returns the IDs in order.
+    pub async fn insert_messages(
+        &self,
+        mut msgs: Vec<Message>,
+    ) -> Result<Vec<MessageId>, EngineError> {
+        let mut ids = Vec::with_capacity(msgs.len());
+        let mut clients = std::collections::BTreeSet::new();
+        for (i, m) in msgs.iter_mut().enumerate() {
+            let (id, dest) = self.prepare_insert(m).map_err(|e| match e {
+                EngineError::Invalid(m) => EngineError::Invalid(format!("message {i}: {m}")),
+                e => e,
+            })?;
+            ids.push(id);
+            clients.extend(dest);
+        }
+        if msgs.is_empty() {
+            return Ok(ids);
+        }
+        self.inner.store.store_messages(&msgs, None).await?;
+        for client in clients {
+            if !self.notify_client(client) {
+                self.notify_elsewhere(client).await;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Completes a message to insert: its ID (random if empty), creation time (now if unset, a
+    /// caller's is kept as in the original) and no result; returns the ID and destination client.
+    fn prepare_insert(
+        &self,
+        m: &mut Message,
+    ) -> Result<(MessageId, Option<ClientId>), EngineError> {
+        let id = if m.message_id.is_empty() {
+            MessageId::random()
+        } else {
+            MessageId::from_bytes(&m.message_id).map_err(|e| EngineError::Invalid(e.to_string()))?
+        };
+        m.message_id = id.to_vec();
+        if destination_service(m).is_empty() {
+            return Err(EngineError::Invalid(
+                "destination service is required".into(),
+            ));
+        }
+        let dest = destination_client(m).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if m.creation_time.is_none() {
+            m.creation_time = Some(to_timestamp(self.inner.clock.now()));
+        }
+        m.result = None;
+        Ok((id, dest))
     }
 }

@@ -9,6 +9,7 @@
 //! * [`server`]: [`serve`], the accept loop, per-connection PROXY/TLS setup, orderly shutdown.
 //! * [`proxy`]: PROXY protocol v1/v2 parsing (pure) and the per-connection reader (§5).
 //! * [`tls`]: the rustls config with the permissive client-cert verifier and the identity (§2).
+//! * [`certsource`]: the frontend modes: certificate from TLS or from proxy headers (§4).
 //! * [`routes`]: dispatch, the checks common to both contact endpoints, and `/message` (§6).
 //! * [`stream`]: `/streaming-message`: frame 0, in-order acks, pushes, `done_sending` (§7).
 //! * [`files`]: `/files/<service>/<name>` with Go's double path decoding (§10).
@@ -22,6 +23,7 @@
 use std::time::Duration;
 
 pub mod body;
+pub mod certsource;
 pub mod date;
 pub mod files;
 pub mod fuzzing;
@@ -33,6 +35,7 @@ pub mod stream;
 pub mod tls;
 pub mod wire;
 
+pub use certsource::CertSource;
 pub use server::serve;
 
 /// 20 MiB, the Go server's limit on a contact body (decoded) and on one stream frame.
@@ -49,6 +52,11 @@ pub struct FrontendConfig {
     pub disable_streaming: bool,
     /// Expect an optional PROXY v1/v2 header on each connection.
     pub proxy_protocol: bool,
+    /// Where the client certificate comes from (the frontend mode).
+    pub cert_source: CertSource,
+    /// Plain HTTP/1.1 without TLS, behind a TLS-terminating proxy (the cleartext modes);
+    /// no certificate or key is needed.
+    pub cleartext: bool,
     /// Hard end of a stream, counted from request arrival. Keep well below the client's 12 min.
     pub streaming_lifespan: Duration,
     /// A random `U[0, jitter)` added to the lifespan.
@@ -81,6 +89,8 @@ impl FrontendConfig {
             key_pem: key_pem.into(),
             disable_streaming: false,
             proxy_protocol: false,
+            cert_source: CertSource::Mtls,
+            cleartext: false,
             streaming_lifespan: Duration::from_secs(600),
             streaming_jitter: Duration::ZERO,
             streaming_close_time: Duration::from_secs(30),
@@ -95,6 +105,9 @@ impl FrontendConfig {
 
     /// Checks the certificate and key without starting anything, e.g. at config load.
     pub fn validate(&self) -> Result<(), FrontendError> {
+        if self.cleartext {
+            return Ok(());
+        }
         tls::server_config(&self.cert_chain_pem, &self.key_pem).map(|_| ())
     }
 }

@@ -67,7 +67,8 @@ pub fn admit<H>(
             shared.config.max_body
         )));
     }
-    let identity = peer.identity.clone().map_err(Rejection::BadRequest)?;
+    let identity = crate::certsource::identity(&shared.config.cert_source, req.headers(), peer)
+        .map_err(Rejection::BadRequest)?;
     Ok(Admitted { identity, deflate })
 }
 

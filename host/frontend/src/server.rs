@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -46,7 +47,14 @@ pub async fn serve<H: ContactHandler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) -> Result<(), FrontendError> {
-    let acceptor = TlsAcceptor::from(tls::server_config(&config.cert_chain_pem, &config.key_pem)?);
+    // The cleartext modes serve plain HTTP/1.1 behind a TLS-terminating proxy (§4).
+    let acceptor = match config.cleartext {
+        true => None,
+        false => Some(TlsAcceptor::from(tls::server_config(
+            &config.cert_chain_pem,
+            &config.key_pem,
+        )?)),
+    };
     let builder = Arc::new(http_builder(&config));
     let shared = Arc::new(Shared {
         handler,
@@ -104,11 +112,12 @@ fn http_builder(config: &FrontendConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// One TCP connection: optional PROXY header, TLS, identity, then HTTP until it closes.
+/// One TCP connection: optional PROXY header, TLS (unless cleartext), identity, then HTTP until
+/// it closes.
 async fn connection<H: ContactHandler>(
     tcp: TcpStream,
     addr: SocketAddr,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shared: Arc<Shared<H>>,
 ) {
@@ -118,12 +127,15 @@ async fn connection<H: ContactHandler>(
         } else {
             (Rewind::new(tcp), None)
         };
+        let Some(acceptor) = acceptor else {
+            return Ok::<_, std::io::Error>((Either::Right(io), source));
+        };
         let tls = tokio::time::timeout(shared.config.tls_handshake_timeout, acceptor.accept(io))
             .await
             .map_err(|_| {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timeout")
             })??;
-        Ok::<_, std::io::Error>((tls, source))
+        Ok((Either::Left(tls), source))
     };
     let (tls, source) = tokio::select! {
         () = shared.shutdown.cancelled() => return,
@@ -136,7 +148,10 @@ async fn connection<H: ContactHandler>(
         },
     };
     let peer = Arc::new(Peer {
-        identity: tls::identity(tls.get_ref().1.peer_certificates()),
+        identity: match &tls {
+            Either::Left(tls) => tls::identity(tls.get_ref().1.peer_certificates()),
+            Either::Right(_) => Err("TLS information not found".into()),
+        },
         observed_address: proxy::format_addr(source.unwrap_or(addr)),
     });
     let (shutdown, hard_stop) = (shared.shutdown.clone(), shared.hard_stop.clone());

@@ -25,10 +25,7 @@ mod generated {
         wasmtime::component::bindgen!({
             world: "router",
             path: "../../wit",
-            imports: {
-                "fleetgate:plugin/clients.info": async | trappable,
-                default: trappable,
-            },
+            imports: { default: trappable },
             exports: { default: async },
             with: {
                 "fleetgate:plugin/types": super::service::fleetgate::plugin::types,
@@ -41,20 +38,19 @@ mod generated {
     }
 }
 
+/// The worlds' pre-instances (linked, type-checked, ready to instantiate).
+pub(crate) use generated::router::RouterPre as RouterWorldPre;
+pub(crate) use generated::service::ServicePre as ServiceWorldPre;
 /// One module per WIT interface, as generated.
 pub(crate) use generated::service::fleetgate::plugin::{
     clients, clock, grpc, log, messaging, metrics, types,
 };
-/// The `service` world: instance and pre-instance.
-pub(crate) use generated::service::{Service as ServiceWorld, ServicePre as ServiceWorldPre};
-/// The `router` world: instance and pre-instance.
-pub(crate) use generated::router::{Router as RouterWorld, RouterPre as RouterWorldPre};
 
 /// WIT types, by the names the host uses.
 pub(crate) use types::{
     Address as WitAddress, ClientInfo as WitClientInfo, Entry as WitEntry, Label as WitLabel,
     Message as WitMessage, Payload as WitPayload, ProcessError as WitProcessError,
-    Routed as WitRouted, Timestamp as WitTimestamp,
+    Timestamp as WitTimestamp,
 };
 
 /// The WIT package every Fleetgate import belongs to, with its version.

@@ -20,6 +20,26 @@ const COMMON: &[FlagSpec] = &[
     flag("log_format", FlagKind::String, "text (default) or json"),
 ];
 
+/// Retention ages for `fleetgate server` (Go durations, e.g. 720h; 0 keeps forever). They
+/// override the TOML `[retention]` table and are the only way to set ages with text-format files.
+const RETENTION: &[FlagSpec] = &[
+    flag(
+        "retention_contacts",
+        FlagKind::String,
+        "delete client contacts older than this (0: keep forever)",
+    ),
+    flag(
+        "retention_messages",
+        FlagKind::String,
+        "delete finished messages created longer ago than this (0: keep forever)",
+    ),
+    flag(
+        "retention_resource_usage",
+        FlagKind::String,
+        "delete resource usage records older than this (0: keep forever)",
+    ),
+];
+
 const QUICKSTART: &[FlagSpec] = &[
     flag(
         "state_dir",
@@ -51,6 +71,16 @@ const QUICKSTART: &[FlagSpec] = &[
         FlagKind::String,
         "database URL instead of SQLite in the state directory",
     ),
+    flag(
+        "stats_listen",
+        FlagKind::String,
+        "serve Prometheus /metrics on this address (off)",
+    ),
+    flag(
+        "health_listen",
+        FlagKind::String,
+        "serve /healthz and /readyz on this address (off)",
+    ),
 ];
 
 const fn flag(name: &'static str, kind: FlagKind, usage: &'static str) -> FlagSpec {
@@ -69,11 +99,17 @@ pub fn usage() -> String {
         .chain(GLOG_FLAGS)
         .copied()
         .collect();
-    let server: Vec<FlagSpec> = flags::SERVER_FLAGS.iter().chain(COMMON).copied().collect();
+    let server: Vec<FlagSpec> = flags::SERVER_FLAGS
+        .iter()
+        .chain(COMMON)
+        .chain(RETENTION)
+        .copied()
+        .collect();
     format!(
-        "usage:\n  fleetgate quickstart [flags]\n{}\n  fleetgate server [flags]   (bare flags also mean `server`)\n{}\n{}",
+        "usage:\n  fleetgate quickstart [flags]\n{}\n  fleetgate server [flags]   (bare flags also mean `server`)\n{}\n  fleetgate config -config FILE   (as fleetspeak-config)\n{}\n{}",
         flags::usage("fleetgate quickstart", &quick),
         flags::usage("fleetgate server", &server),
+        flags::usage("fleetgate config", crate::configurator::FLAGS),
         crate::admin_cli::USAGE
     )
 }
@@ -90,13 +126,14 @@ pub enum Command {
     Quickstart(Options, Logging),
     Server(Box<ServerFlags>, Logging),
     Admin(Vec<String>),
+    Config(crate::configurator::Options, Logging),
     Help,
 }
 
 impl Command {
     pub fn logging(&self) -> Logging {
         match self {
-            Command::Quickstart(_, l) | Command::Server(_, l) => l.clone(),
+            Command::Quickstart(_, l) | Command::Server(_, l) | Command::Config(_, l) => l.clone(),
             // Admin commands print results; only warnings belong on stderr.
             Command::Help | Command::Admin(_) => Logging {
                 verbosity: -1,
@@ -119,6 +156,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         Some("server") => ("server", &args[1..]),
         Some("help") => return Ok(Command::Help),
         Some("admin") => return Ok(Command::Admin(args[1..].to_vec())),
+        Some("config") => return parse_config(&args[1..]),
         // The drop-in form: `fleetgate --components_config ... --services_config ...`.
         Some(a) if a.starts_with('-') => ("server", args),
         Some(other) => bail!("unknown command {other:?}"),
@@ -133,7 +171,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
             .collect();
         flags::parse_flags(rest, &spec).map(|f| quickstart_options(&f))
     } else {
-        ServerFlags::parse_with(rest, COMMON).map(|sf| {
+        ServerFlags::parse_with(rest, &[COMMON, RETENTION].concat()).map(|sf| {
             let l = logging(&sf.flags);
             Command::Server(Box::new(sf), l)
         })
@@ -142,6 +180,17 @@ pub fn parse(args: &[String]) -> Result<Command> {
         Err(flags::FlagError::Help) => Ok(Command::Help),
         Err(e) => Err(anyhow!(e)),
         Ok(c) => Ok(c),
+    }
+}
+
+fn parse_config(args: &[String]) -> Result<Command> {
+    match flags::parse_flags(args, crate::configurator::FLAGS) {
+        Err(flags::FlagError::Help) => Ok(Command::Help),
+        Err(e) => Err(anyhow!(e)),
+        Ok(f) => Ok(Command::Config(
+            crate::configurator::Options::from_flags(&f)?,
+            logging(&f),
+        )),
     }
 }
 
@@ -162,6 +211,8 @@ fn quickstart_options(f: &Flags) -> Command {
     o.streaming = !f.bool("polling");
     o.ready_file = f.value("ready_file").map(PathBuf::from);
     o.database = f.value("database").map(str::to_owned);
+    o.stats_listen = f.value("stats_listen").map(str::to_owned);
+    o.health_listen = f.value("health_listen").map(str::to_owned);
     Command::Quickstart(o, logging(f))
 }
 
@@ -172,6 +223,7 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
             Ok(())
         }
         Command::Quickstart(o, _) => quickstart::quickstart(o, shutdown).await,
+        Command::Config(o, _) => crate::configurator::run(&o),
         Command::Admin(args) => {
             let out = crate::admin_cli::run(&args).await?;
             if !out.is_empty() {
@@ -186,10 +238,29 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                 services: s.services,
                 database_url: s.database.url(),
                 ready_file: sf.flags.value("ready_file").map(PathBuf::from),
+                retention: retention(&sf.flags, s.retention)?,
+                state_dir: s.state_dir.clone(),
             };
             run(settings, shutdown).await
         }
     }
+}
+
+/// The file's retention ages, overridden by the `--retention_*` flags given.
+fn retention(
+    f: &Flags,
+    file: fleetgate_config::toml::Retention,
+) -> Result<fleetgate_engine::retention::RetentionConfig> {
+    let age = |name: &str, from_file| match f.value(name) {
+        None => Ok(from_file),
+        Some(v) => fleetgate_config::duration::parse_go_duration(v)
+            .map_err(|e| anyhow!("invalid value {v:?} for flag -{name}: {e}")),
+    };
+    Ok(fleetgate_engine::retention::RetentionConfig::from_ages(
+        age("retention_contacts", file.contacts)?,
+        age("retention_messages", file.messages)?,
+        age("retention_resource_usage", file.resource_usage)?,
+    ))
 }
 
 /// `-v=N` maps onto tracing levels (0 info, 1 debug, 2+ trace); `RUST_LOG` overrides.

@@ -3,6 +3,7 @@
 //! * `fleetgate quickstart` — single machine, nothing prepared (see `quickstart`).
 //! * `fleetgate server --components_config C --services_config S` — the drop-in for
 //!   `fleetspeak-server`; Go-style flags, glog switches accepted. Bare flags mean `server`.
+//! * `fleetgate config -config FILE` — the equivalent of `fleetspeak-config` (see `configurator`).
 //!
 //! This crate only wires: it turns configuration into each crate's settings, spawns tasks, and
 //! stops them on SIGINT/SIGTERM.
@@ -13,6 +14,9 @@ mod admin_format;
 mod certs;
 mod cli;
 mod clientconf;
+mod configurator;
+mod observe;
+mod plugins;
 mod quickstart;
 mod run;
 

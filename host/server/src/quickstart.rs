@@ -4,8 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use fleetgate_pb::fleetspeak::components::{AdminConfig, Config, HttpsConfig};
-use fleetgate_pb::fleetspeak::server::ServerConfig;
+use fleetgate_pb::fleetgate::plugin::v1::{WasmConfig, WasmPreopen};
+use fleetgate_pb::fleetspeak::components::{
+    AdminConfig, Config, HealthCheckConfig, HttpsConfig, StatsConfig,
+};
+use fleetgate_pb::fleetspeak::server::{ServerConfig, ServiceConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::certs::{self, CertFiles};
@@ -22,6 +25,10 @@ pub struct Options {
     pub streaming: bool,
     pub ready_file: Option<PathBuf>,
     pub database: Option<String>,
+    /// `stats_config.address` (Prometheus `/metrics`); off when `None`.
+    pub stats_listen: Option<String>,
+    /// `health_check_config.listen_address` (`/healthz`, `/readyz`); off when `None`.
+    pub health_listen: Option<String>,
 }
 
 impl Default for Options {
@@ -34,6 +41,8 @@ impl Default for Options {
             streaming: true,
             ready_file: None,
             database: None,
+            stats_listen: None,
+            health_listen: None,
         }
     }
 }
@@ -64,6 +73,14 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
         admin_config: Some(AdminConfig {
             listen_address: admin_listen.clone(),
         }),
+        stats_config: opts
+            .stats_listen
+            .clone()
+            .map(|address| StatsConfig { address }),
+        health_check_config: opts
+            .health_listen
+            .clone()
+            .map(|listen_address| HealthCheckConfig { listen_address }),
         ..Default::default()
     };
     let port = listen.rsplit(':').next().unwrap_or("4443");
@@ -89,16 +106,55 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
     println!("  admin API:        {admin_listen}");
     println!("  client config:    {}", layout.config_file.display());
     println!(
+        "  services:         Echo (bundled echo plugin), MessageSaver (to {})",
+        dir.join("messages").display()
+    );
+    println!(
         "Start a client with: fleetspeak-client -config {}",
         layout.config_file.display()
     );
     let settings = RunSettings {
         components,
-        services: ServerConfig::default(),
+        services: bundled_services(&dir)?,
         database_url,
         ready_file: opts.ready_file,
+        retention: Default::default(),
+        state_dir: dir.clone(),
     };
     run(settings, shutdown).await
+}
+
+/// The bundled plugins, ready to use: `Echo` answers each message with the same payload to the
+/// sending client's `Echo` service; `MessageSaver` writes each message to `<state>/messages/`.
+fn bundled_services(dir: &Path) -> Result<ServerConfig> {
+    let saved = dir.join("messages");
+    std::fs::create_dir_all(&saved).with_context(|| format!("creating {}", saved.display()))?;
+    let wasm = |name: &str, config: WasmConfig| ServiceConfig {
+        name: name.into(),
+        factory: "WASM".into(),
+        max_parallelism: 0,
+        config: Some(fleetgate_pb::any::pack(&config)),
+    };
+    let echo = WasmConfig {
+        path: "bundled:echo".into(),
+        grants: vec!["messaging".into(), "log".into()],
+        ..Default::default()
+    };
+    let saver = WasmConfig {
+        path: "bundled:message-saver".into(),
+        config: b"/messages".to_vec(),
+        grants: vec!["log".into()],
+        preopens: vec![WasmPreopen {
+            host_path: saved.display().to_string(),
+            guest_path: "/messages".into(),
+            read_only: false,
+        }],
+        ..Default::default()
+    };
+    Ok(ServerConfig {
+        services: vec![wasm("Echo", echo), wasm("MessageSaver", saver)],
+        broadcast_poll_time: None,
+    })
 }
 
 /// Replaces port 0 with a free port, so the client config can name it.

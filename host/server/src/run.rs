@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
-use fleetgate_engine::{Engine, EngineConfig, NoopService, ServiceEntry};
+use anyhow::{Context, Result, anyhow};
+use fleetgate_engine::{Engine, EngineConfig};
 use fleetgate_pb::fleetspeak::components;
 use fleetgate_pb::fleetspeak::server::ServerConfig;
 use fleetgate_store::{SeaOrmStore, Store};
@@ -24,6 +24,10 @@ pub struct RunSettings {
     /// If set, the bound addresses are written here once every listener is up (for tests and
     /// scripts that start the server on port 0).
     pub ready_file: Option<PathBuf>,
+    /// Ages after which old rows are deleted; off by default.
+    pub retention: fleetgate_engine::retention::RetentionConfig,
+    /// Fleetgate's own state: the compiled-plugin cache lives here.
+    pub state_dir: PathBuf,
 }
 
 /// Addresses actually bound.
@@ -31,6 +35,12 @@ pub struct RunSettings {
 pub struct Bound {
     pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The notification listener, when `notification_listen_address` is set.
+    pub notify: Option<SocketAddr>,
+    /// `/metrics`, when `stats_config` is set.
+    pub stats: Option<SocketAddr>,
+    /// The health check, when `health_check_config` is set.
+    pub health: Option<SocketAddr>,
 }
 
 /// How long in-flight work may take to finish after a stop signal.
@@ -38,30 +48,56 @@ const DRAIN: Duration = Duration::from_secs(35);
 
 /// Runs the server until `shutdown` fires, then stops it gracefully.
 pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<()> {
+    // Health and metrics first, as the original, so probes see the whole start-up.
+    let telemetry = crate::observe::Telemetry::start(&settings.components).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = SeaOrmStore::open(&settings.database_url, clock.clone())
         .await
         .with_context(|| format!("failed to open database {}", redact(&settings.database_url)))?;
     let store: Arc<dyn Store> = Arc::new(store);
+    let store = telemetry.wrap_store(store);
     let c = &settings.components;
     let required_label = (!c.required_label.is_empty()).then(|| c.required_label.clone());
+    // Bound before the engine exists: its address is what this server's streams record.
+    let notifications = fleetgate_notify::Plan::from_config(c)
+        .await
+        .context("Unable to initialize Fleetspeak server")?;
     let engine = Engine::new(
         EngineConfig {
             required_label,
-            streaming_to: "local".into(),
+            streaming_to: notifications.streaming_to.clone(),
+            broadcast_poll_time: settings
+                .services
+                .broadcast_poll_time
+                .and_then(|d| std::time::Duration::try_from(d).ok())
+                .unwrap_or(fleetgate_engine::broadcasts::DEFAULT_POLL_TIME),
         },
         store.clone(),
-        clock,
+        clock.clone(),
     );
-    install_services(&engine, &settings.services)?;
+    let plugins = Arc::new(
+        crate::plugins::install(&engine, &settings.services, &settings.state_dir, clock).await?,
+    );
+    engine.set_notifier(notifications.notifier.clone());
+    telemetry.attach(&engine);
+    telemetry.count_notifications(notifications.stats.clone());
 
     let mut tasks = JoinSet::new();
     let mut bound = Bound::default();
+    if let Some(listener) = notifications.listener {
+        bound.notify = Some(listener.local_addr());
+        let dispatch = fleetgate_notify::dispatch_to(engine.clone());
+        let (stats, token) = (notifications.stats.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            listener.serve(dispatch, stats, token).await;
+            Ok(())
+        });
+    }
     if let Some(https) = &c.https_config {
         let listener = bind(&https.listen_address).await?;
         bound.https = listener.local_addr().ok();
         let config = frontend_config(c, https)?;
-        let (engine, token) = (Arc::new(engine.clone()), shutdown.clone());
+        let (engine, token) = (telemetry.handler(&engine), shutdown.clone());
         tasks.spawn(async move {
             fleetgate_frontend::serve(listener, config, engine, token)
                 .await
@@ -73,7 +109,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         bound.admin = listener.local_addr().ok();
         let (engine, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
-            fleetgate_admin::serve(listener, engine, token)
+            fleetgate_admin::serve(listener, engine, Some(plugins), token)
                 .await
                 .map_err(|e| anyhow!("admin API: {e}"))
         });
@@ -85,9 +121,20 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
             Ok(())
         });
     }
+    {
+        let (engine, token) = (engine.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            engine.run_broadcasts(token).await;
+            Ok(())
+        });
+    }
+    telemetry.spawn_engine_tasks(&engine, settings.retention, &mut tasks, &shutdown);
+    (bound.stats, bound.health) = (telemetry.stats, telemetry.health);
+    telemetry.readiness.set_listeners_bound();
     announce(&bound, settings.ready_file.as_ref())?;
 
     shutdown.cancelled().await;
+    telemetry.readiness.set_stopping();
     tracing::info!("stopping: no new contacts, draining streams and in-flight messages");
     engine.begin_shutdown();
     let drained = tokio::time::timeout(DRAIN, async {
@@ -103,26 +150,11 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     if drained.is_err() {
         tracing::warn!("some tasks did not stop within {DRAIN:?}");
     }
+    // Hands back broadcast allocations with their final counts, so other servers can use them.
+    engine.stop_broadcasts().await;
     store.close().await.ok();
+    telemetry.stop().await;
     tracing::info!("stopped");
-    Ok(())
-}
-
-fn install_services(engine: &Engine, services: &ServerConfig) -> Result<()> {
-    for s in &services.services {
-        let service: Arc<dyn fleetgate_engine::Service> = match s.factory.as_str() {
-            "NOOP" => Arc::new(NoopService),
-            "GRPC" => bail!(
-                "service [{}]: factory \"GRPC\" runs as a WebAssembly component, and this build has no plugin runtime yet",
-                s.name
-            ),
-            other => bail!("service [{}]: unable to find factory [{other}]", s.name),
-        };
-        engine
-            .set_service(&s.name, ServiceEntry::new(service, s.max_parallelism))
-            .map_err(|e| anyhow!("service [{}]: {e}", s.name))?;
-        tracing::info!(service = %s.name, factory = %s.factory, "service installed");
-    }
     Ok(())
 }
 
@@ -130,15 +162,14 @@ fn frontend_config(
     c: &components::Config,
     https: &components::HttpsConfig,
 ) -> Result<fleetgate_frontend::FrontendConfig> {
-    if https.frontend_config.as_ref().is_some_and(|f| {
-        !matches!(
-            f.frontend_mode,
-            None | Some(components::frontend_config::FrontendMode::MtlsConfig(_))
-        )
-    }) {
-        bail!("https_config.frontend_config: only mTLS is supported by this build");
-    }
+    let mode = https
+        .frontend_config
+        .as_ref()
+        .and_then(|f| f.frontend_mode.as_ref());
+    let (cert_source, cleartext) = fleetgate_frontend::certsource::from_mode(mode);
     Ok(fleetgate_frontend::FrontendConfig {
+        cert_source,
+        cleartext,
         cert_chain_pem: https.certificates.clone(),
         key_pem: https.key.clone(),
         disable_streaming: https.disable_streaming,
@@ -147,7 +178,7 @@ fn frontend_config(
     })
 }
 
-async fn bind(addr: &str) -> Result<TcpListener> {
+pub(crate) async fn bind(addr: &str) -> Result<TcpListener> {
     // Go accepts ":port" for all interfaces.
     let addr = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
@@ -167,6 +198,15 @@ fn announce(bound: &Bound, ready_file: Option<&PathBuf>) -> Result<()> {
     }
     if let Some(a) = bound.admin {
         text += &format!("admin={a}\n");
+    }
+    if let Some(a) = bound.notify {
+        text += &format!("notify={a}\n");
+    }
+    for (key, addr) in [("stats", bound.stats), ("health", bound.health)] {
+        if let Some(a) = addr {
+            tracing::info!(address = %a, "{key} listening");
+            text += &format!("{key}={a}\n");
+        }
     }
     if let Some(path) = ready_file {
         // Write then rename, so a reader never sees half a file.

@@ -4,7 +4,7 @@
 //! so the conformance suite can run on a fake clock.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use fleetgate_types::pb::fleetspeak::server::{
@@ -113,6 +113,16 @@ pub trait MessageStore: Send + Sync {
     async fn get_pending_message_count(&self, clients: &[ClientId]) -> Result<u64>;
     /// Fails every pending client-bound message of these clients with "Removed by admin action.".
     async fn delete_pending_messages(&self, clients: &[ClientId]) -> Result<()>;
+    /// Like `delete_pending_messages`, filtered: pending client-bound messages of `clients` (every
+    /// client if empty), of destination service `service` and type `message_type` if given, and
+    /// created more than `older_than` before now if given. Returns how many were removed.
+    async fn purge_pending_messages(
+        &self,
+        clients: &[ClientId],
+        service: Option<&str>,
+        message_type: Option<&str>,
+        older_than: Option<Duration>,
+    ) -> Result<u64>;
 }
 
 #[async_trait]
@@ -180,10 +190,32 @@ pub trait FileStore: Send + Sync {
     async fn read_file(&self, service: &str, name: &str) -> Result<(Vec<u8>, SystemTime)>;
 }
 
+/// Sizes of the pending queue, for the backlog gauge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingCounts {
+    pub to_clients: u64,
+    pub to_servers: u64,
+}
+
+/// Housekeeping: queue sizes and retention (datastore.md §4). Every prune deletes at most `limit`
+/// rows older than `before`, chosen by key, so one call never holds locks on a whole table; it
+/// returns how many rows it deleted, and callers repeat until that is less than `limit`.
+#[async_trait]
+pub trait MaintenanceStore: Send + Sync {
+    async fn pending_counts(&self) -> Result<PendingCounts>;
+    /// Contacts recorded before `before`, with their message links (`ON DELETE CASCADE`).
+    async fn prune_contacts(&self, before: SystemTime, limit: usize) -> Result<u64>;
+    /// Finished messages (no pending row) created before `before`, with their contact links.
+    /// Pending messages, client- or server-bound, are never deleted.
+    async fn prune_messages(&self, before: SystemTime, limit: usize) -> Result<u64>;
+    /// Resource usage records received (`server_timestamp`) before `before`.
+    async fn prune_resource_usage(&self, before: SystemTime, limit: usize) -> Result<u64>;
+}
+
 /// Everything a server needs from persistent state.
 #[async_trait]
 pub trait Store:
-    MessageStore + ClientStore + BroadcastStore + FileStore + Send + Sync + 'static
+    MessageStore + ClientStore + BroadcastStore + FileStore + MaintenanceStore + Send + Sync + 'static
 {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<()>;

@@ -12,7 +12,9 @@ pub mod concurrency;
 pub mod files;
 pub mod leases;
 pub mod messages;
+pub mod purge;
 pub mod resources;
+pub mod retention;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -38,11 +40,13 @@ pub struct Case {
 pub fn cases() -> Vec<Case> {
     [
         messages::cases(),
+        purge::cases(),
         leases::cases(),
         clients::cases(),
         resources::cases(),
         broadcasts::cases(),
         files::cases(),
+        retention::cases(),
     ]
     .into_iter()
     .flatten()

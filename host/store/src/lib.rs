@@ -15,6 +15,7 @@
 //! * `clients`: clients, labels, contacts, resource usage records.
 //! * `broadcasts`: broadcasts, allocations ([`broadcasts::arithmetic`]) and sent markers.
 //! * `files`: the file store.
+//! * `maintenance`: pending-queue counts and retention pruning in bounded batches.
 //! * `conformance` (feature `conformance` or tests): the datastore conformance suite, run against
 //!   every backend by `tests/sqlite.rs` and `tests/mysql.rs`.
 //!
@@ -31,6 +32,7 @@ pub mod conformance;
 mod db;
 mod error;
 mod files;
+mod maintenance;
 mod messages;
 mod migrations;
 mod store;

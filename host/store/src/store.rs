@@ -67,7 +67,12 @@ impl SeaOrmStore {
             .map_err(|e| db::db_err("migrate", e))?;
         tracing::debug!(dialect = ?dialect, "store opened");
         let sqlite_tx = (dialect == Dialect::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
-        Ok(SeaOrmStore { db, dialect, clock, sqlite_tx })
+        Ok(SeaOrmStore {
+            db,
+            dialect,
+            clock,
+            sqlite_tx,
+        })
     }
 
     pub(crate) fn now(&self) -> SystemTime {

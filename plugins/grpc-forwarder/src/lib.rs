@@ -14,8 +14,14 @@ struct Forwarder {
 impl Service for Forwarder {
     fn init(config: &[u8]) -> Result<Self, String> {
         let name = std::str::from_utf8(config).map_err(|e| format!("upstream name: {e}"))?;
-        let upstream = if name.is_empty() { "default" } else { name.trim() };
-        Ok(Forwarder { upstream: upstream.to_owned() })
+        let upstream = if name.is_empty() {
+            "default"
+        } else {
+            name.trim()
+        };
+        Ok(Forwarder {
+            upstream: upstream.to_owned(),
+        })
     }
 
     fn process(&self, msg: Message) -> Result<(), ProcessError> {

@@ -13,14 +13,20 @@ struct Saver {
 
 impl Service for Saver {
     fn init(config: &[u8]) -> Result<Self, String> {
-        let dir = std::str::from_utf8(config).map_err(|e| format!("directory: {e}"))?.trim();
+        let dir = std::str::from_utf8(config)
+            .map_err(|e| format!("directory: {e}"))?
+            .trim();
         let dir = if dir.is_empty() { "/out" } else { dir };
-        Ok(Saver { dir: dir.trim_end_matches('/').to_owned() })
+        Ok(Saver {
+            dir: dir.trim_end_matches('/').to_owned(),
+        })
     }
 
     fn process(&self, msg: Message) -> Result<(), ProcessError> {
         if msg.id.is_empty() {
-            return Err(ProcessError::permanent("message has no ID to name its file"));
+            return Err(ProcessError::permanent(
+                "message has no ID to name its file",
+            ));
         }
         let path = format!("{}/{}.pb", self.dir, msg.id_hex());
         // Write then rename so a reader never sees half a message.

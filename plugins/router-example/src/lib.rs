@@ -34,9 +34,15 @@ impl bindings::Guest for Router {
         let target = TARGET.with(|t| t.borrow().clone());
         let to = |service: String| {
             let mut annotations = message.annotations.clone();
-            annotations.push(Entry { key: "routed-by".into(), value: "router-example".into() });
+            annotations.push(Entry {
+                key: "routed-by".into(),
+                value: "router-example".into(),
+            });
             Routed {
-                destination: Address { client_id: message.destination.client_id.clone(), service_name: service },
+                destination: Address {
+                    client_id: message.destination.client_id.clone(),
+                    service_name: service,
+                },
                 annotations,
             }
         };

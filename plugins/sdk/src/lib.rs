@@ -115,7 +115,10 @@ impl Message {
     pub fn reply(&self, message_type: &str, data: Option<Payload>) -> Message {
         Message {
             id: Vec::new(),
-            source: Address { client_id: None, service_name: String::new() },
+            source: Address {
+                client_id: None,
+                service_name: String::new(),
+            },
             source_message_id: Vec::new(),
             destination: self.source.clone(),
             message_type: message_type.to_owned(),
@@ -161,10 +164,12 @@ pub mod __private {
     }
 
     pub fn process<T: Service>(msg: Message) -> Result<(), ProcessError> {
-        STATE.with(|s| match s.borrow().as_ref().and_then(|b| b.downcast_ref::<T>()) {
-            Some(service) => service.process(msg),
-            None => Err(ProcessError::Permanent("process called before init".into())),
-        })
+        STATE.with(
+            |s| match s.borrow().as_ref().and_then(|b| b.downcast_ref::<T>()) {
+                Some(service) => service.process(msg),
+                None => Err(ProcessError::Permanent("process called before init".into())),
+            },
+        )
     }
 }
 

@@ -149,11 +149,11 @@ config = "x=1"
     let wasm_any = svc[3].config.as_ref().expect("config");
     assert_eq!(
         wasm_any.type_url,
-        "type.googleapis.com/fleetgate.config.v1.WasmServiceConfig"
+        "type.googleapis.com/fleetgate.plugin.v1.WasmConfig"
     );
-    let wasm: WasmServiceConfig = fleetgate_pb::any::unpack(wasm_any).expect("wasm");
+    let wasm: WasmConfig = fleetgate_pb::any::unpack(wasm_any).expect("wasm");
     assert_eq!(wasm.path, "/usr/lib/fleetgate/saver.wasm");
-    assert_eq!(wasm.config, "x=1");
+    assert_eq!(wasm.config, b"x=1");
 }
 
 #[test]
@@ -254,4 +254,22 @@ fn key_at_tracks_headers() {
     assert_eq!(at("b ="), Some("x.b".into()));
     assert_eq!(at("c ="), Some("s[1].g.c".into()));
     assert_eq!(at("[s.g]"), Some("s[1].g".into()));
+}
+
+#[test]
+fn retention_ages() {
+    let s = parse_str("[retention]\ncontacts = \"720h\"\nresource_usage = \"0\"\n").expect("valid");
+    assert_eq!(
+        s.retention,
+        Retention {
+            contacts: Duration::from_secs(720 * 3600),
+            messages: Duration::ZERO,
+            resource_usage: Duration::ZERO,
+        }
+    );
+    let e = toml_error(parse_str("[retention]\nmessages = \"30d\"\n"));
+    assert_eq!(e.line, 2);
+    assert_eq!(e.key.as_deref(), Some("retention.messages"));
+    let e = toml_error(parse_str("[retention]\nclients = \"1h\"\n"));
+    assert_eq!(e.key.as_deref(), Some("retention.clients"));
 }

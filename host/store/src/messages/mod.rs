@@ -1,11 +1,13 @@
 //! [`MessageStore`] over the `messages` and `pending_messages` tables.
 
 mod lease;
+mod purge;
 mod read;
 pub(crate) mod rows;
 pub(crate) mod write;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use fleetgate_types::pb::fleetspeak::{Message, MessageResult};
@@ -106,5 +108,20 @@ impl MessageStore for SeaOrmStore {
 
     async fn delete_pending_messages(&self, clients: &[ClientId]) -> Result<()> {
         read::delete_pending_messages(self, clients).await
+    }
+
+    async fn purge_pending_messages(
+        &self,
+        clients: &[ClientId],
+        service: Option<&str>,
+        message_type: Option<&str>,
+        older_than: Option<Duration>,
+    ) -> Result<u64> {
+        let filter = purge::Filter {
+            service,
+            message_type,
+            older_than,
+        };
+        purge::purge(self, clients, &filter).await
     }
 }

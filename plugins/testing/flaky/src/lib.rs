@@ -11,8 +11,16 @@ struct Flaky {
 
 impl Service for Flaky {
     fn init(config: &[u8]) -> Result<Self, String> {
-        let dir = std::str::from_utf8(config).map_err(|e| e.to_string())?.trim();
-        Ok(Flaky { dir: if dir.is_empty() { "/state".into() } else { dir.into() } })
+        let dir = std::str::from_utf8(config)
+            .map_err(|e| e.to_string())?
+            .trim();
+        Ok(Flaky {
+            dir: if dir.is_empty() {
+                "/state".into()
+            } else {
+                dir.into()
+            },
+        })
     }
 
     fn process(&self, msg: Message) -> Result<(), ProcessError> {

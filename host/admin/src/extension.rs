@@ -1,0 +1,133 @@
+//! `fleetgate.admin.v1.FleetgateAdmin`: our additions, served on the admin port next to
+//! `fleetspeak.server.Admin`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetgate_engine::Engine;
+use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_server::FleetgateAdmin;
+use fleetgate_pb::fleetgate::admin::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::parse::{self, client_ids};
+use crate::plugins::PluginControl;
+use crate::status::{for_item, from_engine, from_store, invalid, unimplemented};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+pub struct ExtensionService {
+    engine: Engine,
+    /// `None` when the binary runs no plugin runtime: the plugin RPCs answer UNIMPLEMENTED.
+    plugins: Option<Arc<dyn PluginControl>>,
+}
+
+impl ExtensionService {
+    pub fn new(engine: Engine, plugins: Option<Arc<dyn PluginControl>>) -> Self {
+        Self { engine, plugins }
+    }
+
+    fn plugins(&self) -> Result<&Arc<dyn PluginControl>, Status> {
+        self.plugins
+            .as_ref()
+            .ok_or_else(|| unimplemented("this server runs no plugin runtime"))
+    }
+}
+
+fn age(d: Option<prost_types::Duration>) -> Result<Option<Duration>, Status> {
+    let Some(d) = d else { return Ok(None) };
+    let secs = u64::try_from(d.seconds);
+    let nanos = u32::try_from(d.nanos).ok().filter(|n| *n < 1_000_000_000);
+    match (secs, nanos) {
+        (Ok(s), Some(n)) => Ok(Some(Duration::new(s, n))),
+        _ => Err(invalid(format!(
+            "older_than must be a non-negative duration, got {}s {}ns",
+            d.seconds, d.nanos
+        ))),
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+#[tonic::async_trait]
+impl FleetgateAdmin for ExtensionService {
+    /// Checks every message (as `InsertMessage` does) before storing any, then stores all in one
+    /// transaction.
+    async fn insert_messages(
+        &self,
+        req: Request<InsertMessagesRequest>,
+    ) -> Reply<InsertMessagesResponse> {
+        let mut msgs = req.into_inner().messages;
+        let mut clients = Vec::new();
+        for (i, m) in msgs.iter_mut().enumerate() {
+            let dest = parse::message(m, &self.engine).map_err(|s| for_item(i, s))?;
+            clients.extend(dest);
+        }
+        parse::clients_exist(&self.engine, &clients).await?;
+        let ids = self
+            .engine
+            .insert_messages(msgs)
+            .await
+            .map_err(|e| from_engine("can't insert messages", e))?;
+        Ok(Response::new(InsertMessagesResponse {
+            message_ids: ids.iter().map(|id| id.to_vec()).collect(),
+        }))
+    }
+
+    async fn purge_pending_messages(
+        &self,
+        req: Request<PurgePendingMessagesRequest>,
+    ) -> Reply<PurgePendingMessagesResponse> {
+        let req = req.into_inner();
+        let older_than = age(req.older_than)?;
+        // Empty list: every client. Only nil IDs: none.
+        let Some(ids) = client_ids(&req.client_ids)? else {
+            return Ok(Response::new(PurgePendingMessagesResponse { purged: 0 }));
+        };
+        let purged = self
+            .engine
+            .store()
+            .purge_pending_messages(
+                &ids,
+                non_empty(&req.service_name),
+                non_empty(&req.message_type),
+                older_than,
+            )
+            .await
+            .map_err(|e| from_store("can't purge pending messages", e))?;
+        Ok(Response::new(PurgePendingMessagesResponse { purged }))
+    }
+
+    async fn list_plugins(&self, _req: Request<ListPluginsRequest>) -> Reply<ListPluginsResponse> {
+        let plugins = self.plugins()?.list().await;
+        Ok(Response::new(ListPluginsResponse {
+            plugins: plugins.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// A failed reload is an answer, not an RPC error: `ok` is false, `error` says why and
+    /// `plugins` lists the set that keeps running.
+    async fn reload_plugins(
+        &self,
+        _req: Request<ReloadPluginsRequest>,
+    ) -> Reply<ReloadPluginsResponse> {
+        let control = self.plugins()?;
+        let resp = match control.reload().await {
+            Ok(plugins) => ReloadPluginsResponse {
+                ok: true,
+                error: String::new(),
+                plugins: plugins.into_iter().map(Into::into).collect(),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "plugin reload failed");
+                ReloadPluginsResponse {
+                    ok: false,
+                    error,
+                    plugins: control.list().await.into_iter().map(Into::into).collect(),
+                }
+            }
+        };
+        Ok(Response::new(resp))
+    }
+}

@@ -1,0 +1,161 @@
+//! The HTTP notifier against the listener, and the listener's answers to bad requests
+//! (notifications.md §3), over real sockets on 127.0.0.1.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fleetgate_engine::Notifier;
+use fleetgate_notify::{Dispatch, HttpNotifier, Listener, Stats};
+use fleetgate_types::ClientId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+struct Running {
+    addr: String,
+    seen: Arc<Mutex<Vec<ClientId>>>,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+}
+
+async fn listener() -> Running {
+    let l = Listener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let held = ClientId::new([0xc0, 0xff, 0xee, 1, 0x23, 0x45, 0x67, 0x89]);
+    let dispatch: Dispatch = {
+        let seen = seen.clone();
+        Arc::new(move |c| {
+            seen.lock().expect("lock").push(c);
+            c == held
+        })
+    };
+    let stats = Arc::new(Stats::default());
+    let stop = CancellationToken::new();
+    tokio::spawn(l.serve(dispatch, stats.clone(), stop.clone()));
+    Running {
+        addr,
+        seen,
+        stats,
+        stop,
+    }
+}
+
+/// Sends a raw HTTP/1.1 request and returns the whole response text.
+async fn raw(addr: &str, method: &str, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+#[tokio::test]
+async fn notifier_reaches_listener() {
+    let l = listener().await;
+    let sender_stats = Arc::new(Stats::default());
+    let n = HttpNotifier::new(Duration::from_secs(2), sender_stats.clone());
+    let held = ClientId::from_hex("c0ffee0123456789").expect("hex");
+    let other = ClientId::from_hex("0000000000000001").expect("hex");
+    n.new_message_for_client(&l.addr, held).await;
+    n.new_message_for_client(&l.addr, other).await;
+    assert_eq!(*l.seen.lock().expect("lock"), vec![held, other]);
+    assert_eq!((sender_stats.sent(), sender_stats.failed()), (2, 0));
+    assert_eq!((l.stats.received(), l.stats.dispatched()), (2, 1));
+    l.stop.cancel();
+}
+
+#[tokio::test]
+async fn unreachable_target_is_counted_not_fatal() {
+    // Bind then drop, so the port is (almost certainly) closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let stats = Arc::new(Stats::default());
+    let n = HttpNotifier::new(Duration::from_secs(2), stats.clone());
+    n.new_message_for_client(&format!("127.0.0.1:{port}"), ClientId::new([1; 8]))
+        .await;
+    n.new_message_for_client("local", ClientId::new([1; 8]))
+        .await;
+    assert_eq!((stats.sent(), stats.failed()), (0, 2));
+}
+
+#[tokio::test]
+async fn listener_answers_like_go() {
+    let l = listener().await;
+    let cases = [
+        ("POST", "/client/C0FFEE0123456789", "200 OK", ""),
+        (
+            "POST",
+            "/other/c0ffee0123456789",
+            "404 Not Found",
+            "not found\n",
+        ),
+        (
+            "POST",
+            "/client/x/c0ffee0123456789",
+            "404 Not Found",
+            "not found\n",
+        ),
+        (
+            "POST",
+            "/client/",
+            "400 Bad Request",
+            "Client id is required.\n",
+        ),
+        (
+            "POST",
+            "/client/nil",
+            "400 Bad Request",
+            "Client id is required.\n",
+        ),
+        (
+            "POST",
+            "/client/abc",
+            "400 Bad Request",
+            "Failed to parse client id [abc]: ClientID must be 16 characters\n",
+        ),
+        (
+            "POST",
+            "/client/g0ffee0123456789",
+            "400 Bad Request",
+            "Failed to parse client id [g0ffee0123456789]: encoding/hex: invalid byte: U+0067 'g'\n",
+        ),
+        (
+            "GET",
+            "/client/c0ffee0123456789",
+            "400 Bad Request",
+            "Unexpected method: GET\n",
+        ),
+    ];
+    for (method, path, status, body) in cases {
+        let reply = raw(&l.addr, method, path).await;
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{method} {path}: {reply}"
+        );
+        assert!(
+            reply.ends_with(&format!("\r\n\r\n{body}")),
+            "{method} {path}: {reply}"
+        );
+        if !body.is_empty() {
+            assert!(reply.contains("text/plain; charset=utf-8"), "{reply}");
+        }
+    }
+    // Only the valid POST was dispatched.
+    assert_eq!(l.stats.received(), 1);
+    l.stop.cancel();
+}
+
+#[tokio::test]
+async fn wildcard_listen_address_reports_dual_stack_form() {
+    let l = Listener::bind(":0").await.expect("bind :0");
+    let shown = l.local_addr().to_string();
+    assert!(
+        shown.starts_with("[::]:") || shown.starts_with("0.0.0.0:"),
+        "{shown}"
+    );
+}

@@ -1,0 +1,147 @@
+//! [`ComponentService`]: a component of the `service` world as a [`fleetgate_engine::Service`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use fleetgate_engine::{Service, ServiceError};
+use fleetgate_pb::fleetspeak::Message;
+
+use crate::bindings::{ServiceWorldPre, WitProcessError};
+use crate::call::{self, Loaded};
+use crate::convert::to_wit;
+use crate::error::{CallError, RuntimeError};
+use crate::host::HostServices;
+use crate::runtime::Runtime;
+use crate::spec::PluginSpec;
+use crate::state::ServiceContext;
+use crate::stats::StatsSnapshot;
+
+/// A loaded service component. Every call runs on a fresh instance (see [`crate::call`]).
+pub struct ComponentService {
+    runtime: Runtime,
+    pre: ServiceWorldPre<crate::state::HostState>,
+    ctx: Arc<ServiceContext>,
+    config: Vec<u8>,
+    origin: String,
+    digest: String,
+}
+
+impl ComponentService {
+    /// Loads `spec` and runs `init` once on a throwaway instance, so a bad plugin config fails
+    /// at startup rather than on every message.
+    pub async fn load(
+        runtime: &Runtime,
+        spec: PluginSpec,
+        host: HostServices,
+    ) -> Result<Self, RuntimeError> {
+        let Loaded { pre, ctx, digest } = call::load(runtime, &spec, host)?;
+        let pre = ServiceWorldPre::new(pre).map_err(|e| RuntimeError::World {
+            service: spec.name.clone(),
+            world: "service",
+            reason: format!("{e:#}"),
+        })?;
+        let service = Self {
+            runtime: runtime.clone(),
+            pre,
+            ctx,
+            config: spec.config,
+            origin: spec.origin,
+            digest,
+        };
+        service
+            .init_once()
+            .await
+            .map_err(|reason| RuntimeError::Init {
+                service: spec.name,
+                reason,
+            })?;
+        Ok(service)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.ctx.name
+    }
+
+    /// Where the component came from: a path, or `bundled:<name>`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// SHA-256 of the component binary, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.ctx.stats.snapshot()
+    }
+
+    /// Processes one message and says exactly how it ended. [`Service::process`] is this,
+    /// counted in the statistics and folded into temporary/permanent.
+    pub async fn call(&self, message: &Message) -> Result<(), CallError> {
+        // Declared before the store so it is released after the store frees the pool slot.
+        let _slot = self.runtime.slot().await;
+        let engine = self.runtime.engine();
+        let mut store = call::store(engine, &self.ctx, Some(message.clone()))?;
+        let world = match self.pre.instantiate_async(&mut store).await {
+            Ok(w) => w,
+            Err(e) => return Err(call::instantiate_error(e, store.data())),
+        };
+        match world.call_init(&mut store, &self.config).await {
+            Ok(Ok(())) => {}
+            // It passed at load time, so this is the environment, not the config.
+            Ok(Err(reason)) => {
+                return Err(CallError::Guest(ServiceError::Temporary(format!(
+                    "init: {reason}"
+                ))));
+            }
+            Err(e) => return Err(call::classify(e, store.data())),
+        }
+        match world.call_process(&mut store, &to_wit(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(WitProcessError::Temporary(r))) => {
+                Err(CallError::Guest(ServiceError::Temporary(r)))
+            }
+            Ok(Err(WitProcessError::Permanent(r))) => {
+                Err(CallError::Guest(ServiceError::Permanent(r)))
+            }
+            Err(e) => Err(call::classify(e, store.data())),
+        }
+    }
+
+    async fn init_once(&self) -> Result<(), String> {
+        let _slot = self.runtime.slot().await;
+        let engine = self.runtime.engine();
+        let mut store = call::store(engine, &self.ctx, None).map_err(|e| e.to_string())?;
+        let world = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| call::instantiate_error(e, store.data()).to_string())?;
+        match world.call_init(&mut store, &self.config).await {
+            Ok(r) => r,
+            Err(e) => Err(call::classify(e, store.data()).to_string()),
+        }
+    }
+}
+
+#[async_trait]
+impl Service for ComponentService {
+    async fn process(&self, message: &Message) -> Result<(), ServiceError> {
+        let started = Instant::now();
+        let result = self.call(message).await;
+        let trap = result.as_ref().is_err_and(CallError::is_trap);
+        self.ctx
+            .stats
+            .record(started.elapsed(), result.is_ok(), trap);
+        if let Err(e) = &result {
+            if trap {
+                tracing::warn!(service = self.name(), "{e}");
+            } else {
+                tracing::debug!(service = self.name(), "{e}");
+            }
+        }
+        result.map_err(CallError::into_service_error)
+    }
+}
