@@ -126,6 +126,7 @@ pub enum Command {
     Quickstart(Options, Logging),
     Server(Box<ServerFlags>, Logging),
     Admin(Vec<String>),
+    Loadgen(Vec<String>),
     Config(crate::configurator::Options, Logging),
     Help,
 }
@@ -135,7 +136,7 @@ impl Command {
         match self {
             Command::Quickstart(_, l) | Command::Server(_, l) | Command::Config(_, l) => l.clone(),
             // Admin commands print results; only warnings belong on stderr.
-            Command::Help | Command::Admin(_) => Logging {
+            Command::Help | Command::Admin(_) | Command::Loadgen(_) => Logging {
                 verbosity: -1,
                 json: false,
             },
@@ -156,6 +157,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         Some("server") => ("server", &args[1..]),
         Some("help") => return Ok(Command::Help),
         Some("admin") => return Ok(Command::Admin(args[1..].to_vec())),
+        Some("loadgen") => return Ok(Command::Loadgen(args[1..].to_vec())),
         Some("config") => return parse_config(&args[1..]),
         // The drop-in form: `fleetgate --components_config ... --services_config ...`.
         Some(a) if a.starts_with('-') => ("server", args),
@@ -224,6 +226,10 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
         }
         Command::Quickstart(o, _) => quickstart::quickstart(o, shutdown).await,
         Command::Config(o, _) => crate::configurator::run(&o),
+        Command::Loadgen(args) => {
+            println!("{}", crate::loadgen_cli::run(&args).await?);
+            Ok(())
+        }
         Command::Admin(args) => {
             let out = crate::admin_cli::run(&args).await?;
             if !out.is_empty() {

@@ -15,6 +15,7 @@ mod certs;
 mod cli;
 mod clientconf;
 mod configurator;
+mod loadgen_cli;
 mod observe;
 mod plugins;
 mod quickstart;
