@@ -25,6 +25,12 @@ pub struct FleetClient {
 impl FleetClient {
     /// Writes the config under `dir` and starts the client against `server` (`host:port`).
     pub fn start(dir: &Path, ca_pem: &str, server: &str) -> FleetClient {
+        Self::start_with(dir, ca_pem, server, "")
+    }
+
+    /// As [`FleetClient::start`], with `extra` text-format lines in the client config (e.g.
+    /// `client_certificate_header`).
+    pub fn start_with(dir: &Path, ca_pem: &str, server: &str, extra: &str) -> FleetClient {
         let config_dir = dir.join("config");
         fs::create_dir_all(config_dir.join("textservices")).expect("creating textservices/");
         fs::create_dir_all(config_dir.join("services")).expect("creating services/");
@@ -45,7 +51,7 @@ impl FleetClient {
         )
         .expect("writing the textservice");
         let config = format!(
-            "trusted_certs: {}\nserver: {}\nfilesystem_handler {{\n  configuration_directory: {}\n  state_file: {}\n}}\nstreaming: true\n",
+            "trusted_certs: {}\nserver: {}\nfilesystem_handler {{\n  configuration_directory: {}\n  state_file: {}\n}}\nstreaming: true\n{extra}",
             quote(ca_pem),
             quote(server),
             quote(&config_dir.display().to_string()),

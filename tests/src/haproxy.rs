@@ -41,9 +41,6 @@ impl Haproxy {
         backends: &[SocketAddr],
         v: ProxyVersion,
     ) -> Haproxy {
-        let bin = which("haproxy").unwrap_or_else(|| {
-            panic!("haproxy is not installed: `apt-get install -y haproxy` (scripts/test-all.sh installs it)")
-        });
         let send = match v {
             ProxyVersion::V1 => "send-proxy",
             ProxyVersion::V2 => "send-proxy-v2",
@@ -55,6 +52,16 @@ impl Haproxy {
         let text = format!(
             "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 15m\n  timeout server 15m\n  retries 3\n  option redispatch\nfrontend clients\n  bind {listen}\n  default_backend frontends\nbackend frontends\n  balance leastconn\n  source {SOURCE_IP}\n{servers}"
         );
+        Self::start_config(dir, name, listen, &text).await
+    }
+
+    /// Starts haproxy with a complete config `text` that listens on `listen`.
+    pub async fn start_config(dir: &Path, name: &str, listen: SocketAddr, text: &str) -> Haproxy {
+        let bin = which("haproxy").unwrap_or_else(|| {
+            panic!(
+                "haproxy is not installed: `apt-get install -y haproxy` (scripts/test-all.sh installs it)"
+            )
+        });
         let config = dir.join(format!("{name}.cfg"));
         fs::write(&config, text).expect("writing the haproxy config");
         let log = fs::File::create(dir.join(format!("{name}.log"))).expect("haproxy log");

@@ -48,12 +48,11 @@ pub async fn serve<H: ContactHandler>(
     shutdown: CancellationToken,
 ) -> Result<(), FrontendError> {
     // The cleartext modes serve plain HTTP/1.1 behind a TLS-terminating proxy (§4).
-    let acceptor = match config.cleartext {
-        true => None,
-        false => Some(TlsAcceptor::from(tls::server_config(
-            &config.cert_chain_pem,
-            &config.key_pem,
-        )?)),
+    let acceptor = if config.cleartext {
+        None
+    } else {
+        let tls = tls::server_config(&config.cert_chain_pem, &config.key_pem)?;
+        Some(TlsAcceptor::from(tls))
     };
     let builder = Arc::new(http_builder(&config));
     let shared = Arc::new(Shared {
