@@ -27,6 +27,9 @@ fi
 mysql -uroot -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')" 2>/dev/null || true
 export FLEETGATE_TEST_MYSQL="mysql://root@127.0.0.1:3306"
 
+step "haproxy for the distributed end-to-end tests"
+command -v haproxy >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq haproxy; }
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
@@ -40,6 +43,9 @@ step "fuzz the wire codec (bounded time per target)"
 for target in frames wrapped_contact_data deflate_body proxy_header; do
   (cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-20}" -print_final_stats=0)
 done
+
+step "MariaDB restart survival (alone: it restarts the shared MariaDB)"
+cargo test -p fleetgate-tests --test distributed -- --ignored mariadb_restart
 
 step "tests"
 cargo test --workspace

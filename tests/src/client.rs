@@ -30,6 +30,9 @@ pub struct ClientOptions {
     pub labels: Vec<String>,
     /// Daemon services to install, each running `tests/daemon/echo.py`.
     pub services: Vec<String>,
+    /// Another daemon program instead of `echo.py`, and its arguments after the record file
+    /// (`python PROGRAM RECORD_FILE ARGS...`).
+    pub program: Option<(PathBuf, Vec<String>)>,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +41,7 @@ impl Default for ClientOptions {
             streaming: true,
             labels: vec![],
             services: vec![TEST_SERVICE.into()],
+            program: None,
         }
     }
 }
@@ -62,7 +66,8 @@ impl GoClient {
         fs::write(config_dir.join("communicator.txt"), COMMUNICATOR_TXT)
             .expect("writing communicator.txt");
         for name in &opts.services {
-            let text = daemon_service_config(name, &dir.join(format!("received-{name}.jsonl")));
+            let record = dir.join(format!("received-{name}.jsonl"));
+            let text = daemon_service_config(name, &record, opts.program.as_ref());
             fs::write(config_dir.join(format!("textservices/{name}.txt")), text)
                 .expect("writing a textservice");
         }
@@ -208,13 +213,28 @@ impl Drop for GoClient {
     }
 }
 
-/// A text `fleetspeak.ClientServiceConfig` for an echo daemon that records into `received`.
-fn daemon_service_config(name: &str, received: &Path) -> String {
-    format!(
-        "name: {name:?}\nfactory: \"Daemon\"\nconfig {{\n  [type.googleapis.com/fleetspeak.daemonservice.Config] {{\n    argv: {:?}\n    argv: {:?}\n    argv: {:?}\n  }}\n}}\n",
+/// A text `fleetspeak.ClientServiceConfig` for a daemon (echo.py unless `program` says
+/// otherwise) that records into `received`.
+fn daemon_service_config(
+    name: &str,
+    received: &Path,
+    program: Option<&(PathBuf, Vec<String>)>,
+) -> String {
+    let (path, args) = match program {
+        Some((p, a)) => (p.clone(), a.as_slice()),
+        None => (env::echo_daemon(), &[][..]),
+    };
+    let mut argv = format!(
+        "    argv: {:?}\n    argv: {:?}\n    argv: {:?}\n",
         env::python().display().to_string(),
-        env::echo_daemon().display().to_string(),
+        path.display().to_string(),
         received.display().to_string(),
+    );
+    for a in args {
+        argv += &format!("    argv: {a:?}\n");
+    }
+    format!(
+        "name: {name:?}\nfactory: \"Daemon\"\nconfig {{\n  [type.googleapis.com/fleetspeak.daemonservice.Config] {{\n{argv}  }}\n}}\n"
     )
 }
 
@@ -270,6 +290,7 @@ mod tests {
             streaming: false,
             labels: vec!["x".into()],
             services: vec![],
+            program: None,
         };
         let out = rewrite_config(
             generated,

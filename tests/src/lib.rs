@@ -9,6 +9,7 @@
 //! * [`admin::Admin`] wraps the admin gRPC API.
 //! * [`tls`] speaks raw HTTPS to the client frontend.
 //! * [`wait::eventually`] polls until a condition holds.
+//! * [`grr`]: the plugin path's peers — `daemon/sender.py` and GRR's Python server connector.
 //! * [`fleet::Fleet`]: the distributed deployment — MariaDB ([`mariadb`]), frontends and an
 //!   admin-only server ([`node`]), haproxy ([`haproxy`]), clients ([`fleet_client`]), with
 //!   certificates from [`pki`] and ports from [`ports`].
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod env;
 pub mod fleet;
 pub mod fleet_client;
+pub mod grr;
 pub mod haproxy;
 pub mod mariadb;
 pub mod node;

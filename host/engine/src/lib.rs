@@ -144,6 +144,21 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes a server service; returns whether it was installed. Calls in flight keep their
+    /// entry and finish; afterwards the name is unknown here: fresh client messages for it fail
+    /// with "unknown service" and server-bound backlog messages for it stay pending, as in
+    /// Fleetspeak.
+    pub fn remove_service(&self, name: &str) -> bool {
+        if name == system::NAME {
+            return false;
+        }
+        self.inner
+            .services
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+    }
+
     pub(crate) fn service(&self, name: &str) -> Option<ServiceEntry> {
         self.inner
             .services

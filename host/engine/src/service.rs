@@ -87,6 +87,11 @@ impl Services {
         self.by_name.insert(name.into(), entry);
     }
 
+    /// Returns whether `name` was present.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.by_name.remove(name).is_some()
+    }
+
     pub fn get(&self, name: &str) -> Option<&ServiceEntry> {
         self.by_name.get(name)
     }

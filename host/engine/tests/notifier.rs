@@ -81,5 +81,8 @@ async fn polls_local_own_and_stale_streams_are_not_notified() {
     contact_elsewhere(&env, c.id, OTHER).await;
     env.clock.advance(Duration::from_secs(601));
     env.insert_for(c.id, "TestService").await;
-    assert!(rec.take().is_empty(), "a stream started over 10 minutes ago has ended");
+    assert!(
+        rec.take().is_empty(),
+        "a stream started over 10 minutes ago has ended"
+    );
 }

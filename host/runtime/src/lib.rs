@@ -18,6 +18,7 @@
 //! Layout, top-down:
 //!
 //! * [`factory`]: `ServiceConfig` → service (`GRPC`, `WASM`, `NOOP`), and [`WasmConfig`].
+//! * [`generation`]: the installed set ([`Generations`]) and hot reload: build all, then swap.
 //! * `service` ([`ComponentService`]) and `router` ([`ComponentRouter`]): the two worlds.
 //! * `call`: one call = a fresh store with its limits + a fresh instance from the pool; loading
 //!   (grants checked, linked, pre-instantiated); classifying failures ([`CallError`]).
@@ -41,6 +42,7 @@ mod check;
 mod convert;
 mod error;
 pub mod factory;
+pub mod generation;
 mod host;
 mod router;
 mod runtime;
@@ -54,6 +56,7 @@ pub use caps::Capability;
 pub use check::{CheckReport, check, check_bytes};
 pub use error::{CallError, RuntimeError};
 pub use factory::{BuiltService, Factory, WasmConfig, WasmPreopen, WasmUpstream};
+pub use generation::{Generation, Generations, ReloadError, ReloadReport};
 pub use host::{ClientDirectory, ClientInfo, HostServices, MessageSink, NoClients};
 pub use router::ComponentRouter;
 pub use runtime::{Runtime, RuntimeConfig};

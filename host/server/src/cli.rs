@@ -81,6 +81,11 @@ const QUICKSTART: &[FlagSpec] = &[
         FlagKind::String,
         "serve /healthz and /readyz on this address (off)",
     ),
+    flag(
+        "services_config",
+        FlagKind::String,
+        "more services (text fleetspeak.server.ServerConfig) besides Echo and MessageSaver",
+    ),
 ];
 
 const fn flag(name: &'static str, kind: FlagKind, usage: &'static str) -> FlagSpec {
@@ -215,6 +220,7 @@ fn quickstart_options(f: &Flags) -> Command {
     o.database = f.value("database").map(str::to_owned);
     o.stats_listen = f.value("stats_listen").map(str::to_owned);
     o.health_listen = f.value("health_listen").map(str::to_owned);
+    o.services_config = f.value("services_config").map(PathBuf::from);
     Command::Quickstart(o, logging(f))
 }
 

@@ -29,6 +29,9 @@ pub struct Options {
     pub stats_listen: Option<String>,
     /// `health_check_config.listen_address` (`/healthz`, `/readyz`); off when `None`.
     pub health_listen: Option<String>,
+    /// `--services_config`: a text `fleetspeak.server.ServerConfig` whose services are installed
+    /// next to the bundled ones (no name may clash with them).
+    pub services_config: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             database: None,
             stats_listen: None,
             health_listen: None,
+            services_config: None,
         }
     }
 }
@@ -55,6 +59,10 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
         "localhost".into(),
         "127.0.0.1".into(),
     ];
+    let mut services = bundled_services(&dir)?;
+    if let Some(file) = &opts.services_config {
+        add_services(&mut services, file)?;
+    }
     let (certs, generated) =
         certs::load_or_generate(&CertFiles::in_dir(&dir), "quickstart", &hosts)?;
     if generated {
@@ -109,13 +117,16 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
         "  services:         Echo (bundled echo plugin), MessageSaver (to {})",
         dir.join("messages").display()
     );
+    for s in services.services.iter().skip(2) {
+        println!("                    {} ({})", s.name, s.factory);
+    }
     println!(
         "Start a client with: fleetspeak-client -config {}",
         layout.config_file.display()
     );
     let settings = RunSettings {
         components,
-        services: bundled_services(&dir)?,
+        services,
         database_url,
         ready_file: opts.ready_file,
         retention: Default::default(),
@@ -155,6 +166,30 @@ fn bundled_services(dir: &Path) -> Result<ServerConfig> {
         services: vec![wasm("Echo", echo), wasm("MessageSaver", saver)],
         broadcast_poll_time: None,
     })
+}
+
+/// Adds the services of the text `ServerConfig` in `file` to the bundled ones. The file is
+/// validated as `fleetgate server` validates its own (reserved and repeated names), and a name
+/// of a bundled service is refused rather than silently replacing it.
+fn add_services(services: &mut ServerConfig, file: &Path) -> Result<()> {
+    let text = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut extra = fleetgate_config::textproto::parse_services(file, &text)?;
+    fleetgate_config::validate::services(&mut extra)
+        .with_context(|| format!("{}: invalid services config", file.display()))?;
+    if let Some(s) = extra
+        .services
+        .iter()
+        .find(|s| services.services.iter().any(|b| b.name == s.name))
+    {
+        anyhow::bail!(
+            "{}: service [{}] clashes with a bundled quickstart service (Echo, MessageSaver)",
+            file.display(),
+            s.name
+        );
+    }
+    services.services.append(&mut extra.services);
+    services.broadcast_poll_time = extra.broadcast_poll_time;
+    Ok(())
 }
 
 /// Replaces port 0 with a free port, so the client config can name it.
