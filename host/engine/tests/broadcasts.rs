@@ -260,15 +260,13 @@ async fn a_limit_holds_across_many_allocations() {
     assert!(env.store.list_active_broadcasts().await.unwrap().is_empty());
 }
 
-/// Two servers share one limit through allocations. The original's arithmetic
-/// (`max(allocated, sent)`) does not count one server's outstanding allocation once another's
-/// have been returned, so the total may pass the limit slightly; what must hold is that every
-/// instance sent is counted exactly once.
+/// Two servers share one limit through allocations: together they never pass it (the original's
+/// `max(allocated, sent)` arithmetic could), and every instance sent is counted exactly once.
 #[tokio::test]
 async fn two_servers_count_every_instance() {
     let env = Env::new().await;
     let (_, b) = broadcast(None, None);
-    create(&env, &b, 1000).await;
+    create(&env, &b, 10).await;
     let other = env.fresh_engine();
     assert!(other.refresh_broadcasts().await.unwrap());
     let mut sent = 0;
@@ -282,10 +280,14 @@ async fn two_servers_count_every_instance() {
             other.refresh_broadcasts().await.unwrap();
         }
     }
-    assert!(sent > 0);
+    assert!(sent > 0 && sent <= 10, "{sent} instances for a limit of 10");
     for e in [&env.engine, &other] {
         e.stop_broadcasts().await;
     }
     let active = env.store.list_active_broadcasts().await.unwrap();
-    assert_eq!(active[0].sent as usize, sent);
+    match active.first() {
+        Some(b) => assert_eq!(b.sent as usize, sent),
+        // Only an exhausted broadcast leaves the active set here: all ten were counted.
+        None => assert_eq!(sent, 10),
+    }
 }

@@ -1,5 +1,5 @@
-//! Allocation arithmetic of the original (`fleetspeak/src/server/db/store.go`), so several servers
-//! can share one broadcast's limit.
+//! Allocation arithmetic after the original (`fleetspeak/src/server/db/store.go`), so several
+//! servers can share one broadcast's limit — with the overshoot fixed (see `compute_allocation`).
 
 use crate::StoreError;
 use crate::api::BROADCAST_UNLIMITED;
@@ -10,7 +10,10 @@ pub fn compute_allocation(limit: u64, allocated: u64, sent: u64, frac: f32) -> (
     if limit == BROADCAST_UNLIMITED {
         return (BROADCAST_UNLIMITED, allocated);
     }
-    let a = allocated.max(sent);
+    // Held allocations and finished sends are both spent budget. The original took the larger
+    // of the two, which lets servers together overshoot the limit once one of them has returned
+    // its allocations (their sends move from `allocated` to `sent`).
+    let a = allocated.saturating_add(sent);
     if a > limit {
         return (0, allocated);
     }
@@ -51,6 +54,13 @@ mod tests {
             compute_allocation(BROADCAST_UNLIMITED, 3, 0, 0.1),
             (BROADCAST_UNLIMITED, 3)
         );
+    }
+
+    #[test]
+    fn returned_sends_still_count_against_the_limit() {
+        // Limit 10: one server holds 4, another returned its allocation after sending 6.
+        assert_eq!(compute_allocation(10, 4, 6, 0.5), (0, 4));
+        assert_eq!(compute_allocation(10, 2, 6, 0.5).0, 1);
     }
 
     #[test]
