@@ -284,6 +284,8 @@ impl Admin for AdminService {
                 .blacklist_client(id)
                 .await
                 .map_err(|e| from_store("can't blacklist client", e))?;
+            // Take effect on this server's next contact, not after the cache entry ages out.
+            self.engine.forget_client(id);
         }
         Ok(Response::new(EmptyMessage {}))
     }

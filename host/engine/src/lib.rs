@@ -181,6 +181,12 @@ impl Engine {
         self.inner.streams.len()
     }
 
+    /// Drops the cached record of a client, so its next contact here reads the store (after an
+    /// admin change such as blacklisting). Other servers see the change within the cache's 45 s.
+    pub fn forget_client(&self, client: ClientId) {
+        self.inner.cache.remove(client);
+    }
+
     /// Wakes the client's stream if this server holds it; returns whether it does.
     pub fn notify_client(&self, client: ClientId) -> bool {
         self.inner.streams.notify(client)
