@@ -176,6 +176,11 @@ impl Server {
         self.spawn(&https, &admin).await;
     }
 
+    /// The process ID while it runs (for signals such as SIGHUP).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         self.child

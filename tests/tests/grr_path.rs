@@ -163,8 +163,10 @@ async fn grr_connector_rejections_fail_permanently() {
     let listen = ports::free_addr();
     // `NotGRR` points at the same Processor, which serves `GRR` only: the connector answers
     // INVALID_ARGUMENT without calling the callback. A `Raise` message makes the callback raise:
-    // UNKNOWN. Both are permanent errors, so each message ends failed after the forwarder's
-    // 30 s retry loop, and is never retried.
+    // UNKNOWN. Both codes are permanent (server.md §11): within one processing attempt the
+    // forwarder calls at ≈ 0, 1, 3, 7, 15 s, then the message ends failed and is never retried.
+    // (Fleetspeak idles until its 30 s context ends before failing it; Fleetgate answers as soon
+    // as no attempt is left, ≈ 15 s.)
     let (server, connector) = start(&[(GRR, listen), ("NotGRR", listen)], listen).await;
     let client = GoClient::start(
         &server,
@@ -198,7 +200,10 @@ async fn grr_connector_rejections_fail_permanently() {
     )
     .await;
 
-    for (mid, what) in [(&raise, "raising callback"), (&rejected, "wrong service")] {
+    for (mid, what, code) in [
+        (&raise, "raising callback", "unknown"),
+        (&rejected, "wrong service", "invalidargument"),
+    ] {
         let result = eventually(
             Duration::from_secs(50),
             &format!("the {what} message to end failed"),
@@ -215,8 +220,12 @@ async fn grr_connector_rejections_fail_permanently() {
             hex::encode(mid)
         );
         assert!(
-            !result.failed_reason.is_empty(),
-            "failed without a reason: {result:?}"
+            result
+                .failed_reason
+                .to_lowercase()
+                .replace([' ', '_'], "")
+                .contains(code),
+            "the {what} message failed without naming gRPC code {code}: {result:?}"
         );
     }
     // Never passed to the callback: the connector checks the destination service first.
@@ -224,15 +233,71 @@ async fn grr_connector_rejections_fail_permanently() {
         connector.received().iter().all(|m| m.id != rejected),
         "the callback saw the message to NotGRR"
     );
-    // Permanent: the Raise message is not retried later (the forwarder's calls all fall in
-    // one processing attempt of ~30 s, at most 5 or 6 calls).
+    // One processing attempt each, five calls (1, 2, 4, 8 s apart), and no retry afterwards.
     let calls = connector
         .received()
         .iter()
         .filter(|m| m.id == raise)
         .count();
+    assert_eq!(calls, 5, "calls of the Processor with the Raise message");
+    let refusals = connector
+        .log_text()
+        .matches("Received message for unknown service: NotGRR")
+        .count();
+    assert_eq!(
+        refusals, 5,
+        "calls of the Processor with the NotGRR message"
+    );
+}
+
+#[test]
+fn quickstart_refuses_a_service_clashing_with_a_bundled_one() {
+    let dir = tempfile::Builder::new()
+        .prefix("fleetgate-grr-clash-")
+        .tempdir()
+        .expect("temp dir");
+    let config = dir.path().join("server.services.config");
+    let addr = ports::free_addr();
+    std::fs::write(
+        &config,
+        grr::grpc_services_config(&[(GRR, addr), ("Echo", addr)]),
+    )
+    .expect("writing the config");
+    let log = dir.path().join("quickstart.log");
+    let mut child = std::process::Command::new(fleetgate_tests::env::fleetgate_bin())
+        .arg("quickstart")
+        .arg("--state_dir")
+        .arg(dir.path().join("state"))
+        .args(["--listen", "127.0.0.1:0", "--admin_listen", "127.0.0.1:0"])
+        .arg("--services_config")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("creating the log"))
+        .spawn()
+        .expect("running fleetgate quickstart");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for quickstart") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "quickstart kept running with a service named Echo in --services_config:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        (1..=6).contains(&calls),
-        "the Raise message reached the callback {calls} times"
+        !status.success(),
+        "quickstart exited with {status}: {stderr}"
+    );
+    assert!(
+        stderr.contains("[Echo]") && stderr.contains("bundled"),
+        "the error does not name the clashing service: {stderr}"
     );
 }

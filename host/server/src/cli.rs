@@ -18,6 +18,11 @@ const COMMON: &[FlagSpec] = &[
         "write the bound addresses to this file once listening",
     ),
     flag("log_format", FlagKind::String, "text (default) or json"),
+    flag(
+        "watch_plugins",
+        FlagKind::Bool,
+        "reload plugins when the services config or a component file changes (polled every second)",
+    ),
 ];
 
 /// Retention ages for `fleetgate server` (Go durations, e.g. 720h; 0 keeps forever). They
@@ -217,6 +222,7 @@ fn quickstart_options(f: &Flags) -> Command {
     }
     o.streaming = !f.bool("polling");
     o.ready_file = f.value("ready_file").map(PathBuf::from);
+    o.watch_plugins = f.bool("watch_plugins");
     o.database = f.value("database").map(str::to_owned);
     o.stats_listen = f.value("stats_listen").map(str::to_owned);
     o.health_listen = f.value("health_listen").map(str::to_owned);
@@ -252,10 +258,28 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                 ready_file: sf.flags.value("ready_file").map(PathBuf::from),
                 retention: retention(&sf.flags, s.retention)?,
                 state_dir: s.state_dir.clone(),
+                plugins: crate::reload::Options {
+                    source: services_source(&sf),
+                    watch: sf.flags.bool("watch_plugins"),
+                },
             };
             run(settings, shutdown).await
         }
     }
+}
+
+/// `fleetgate server` reloads its services by loading its configuration again, as at start.
+fn services_source(sf: &ServerFlags) -> crate::reload::Source {
+    let file = sf
+        .config
+        .clone()
+        .unwrap_or_else(|| sf.services_config.clone());
+    let sf = sf.clone();
+    crate::reload::Source::new(vec![file], move || {
+        Settings::load(&sf)
+            .map(|s| s.services)
+            .map_err(|e| anyhow!("reading the services config: {e}"))
+    })
 }
 
 /// The file's retention ages, overridden by the `--retention_*` flags given.
@@ -286,7 +310,9 @@ pub fn init_tracing(l: &Logging) {
     };
     // Migrations and SQL statements are noise at the default level.
     let default = format!(
-        "{level},sea_orm_migration=warn,sqlx=warn,h2=warn,hyper=warn,rustls=warn,tonic=warn,tower=warn"
+        "{level},sea_orm_migration=warn,sqlx=warn,h2=warn,hyper=warn,rustls=warn,tonic=warn,\
+         tower=warn,cranelift_codegen=warn,cranelift_frontend=warn,wasmtime=warn,\
+         wasmtime_cranelift=warn,wasmtime_internal_cranelift=warn"
     );
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
