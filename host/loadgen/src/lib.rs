@@ -22,6 +22,7 @@ mod contact;
 mod error;
 mod identity;
 mod outbox;
+mod ready;
 mod report;
 mod stats;
 
@@ -113,6 +114,10 @@ pub struct LoadgenConfig {
     /// The admin API (`admin=` address); needed for `insert` and the enrolment count.
     pub admin: Option<SocketAddr>,
     pub insert: Option<InsertPlan>,
+    /// Written with `<connected> <clients>` once the connect phase ends (see [`ready`]).
+    pub ready_file: Option<PathBuf>,
+    /// How long to hold the streams idle after the connect phase, before any insert.
+    pub settle: Duration,
 }
 
 impl LoadgenConfig {
@@ -135,6 +140,8 @@ impl LoadgenConfig {
             outbound: None,
             admin: None,
             insert: None,
+            ready_file: None,
+            settle: Duration::ZERO,
         }
     }
 
@@ -189,6 +196,10 @@ pub async fn run(config: LoadgenConfig) -> Result<Report, LoadgenError> {
     })
     .await;
     report.connect_time = ramp.elapsed();
+    if let Some(path) = &config.ready_file {
+        ready::announce(path, Stats::read(&fleet.stats.connected), config.clients);
+    }
+    tokio::time::sleep(config.settle).await;
 
     let measured = Instant::now();
     if let Some(admin) = &admin {

@@ -28,7 +28,9 @@ commands (Fleetgate):
   insert <client_id> <service> <message_type> [<payload file>|-] [--type_url URL]
          payload from the file, or stdin with '-'; client_id 'server' sends to a server service
   status <message_id>
-  pending <client_id>... [--count|--delete|--data]";
+  pending <client_id>... [--count|--delete|--data]
+  plugins list        per service: digest, generation, load time, calls, errors, traps, p50/p99
+  plugins reload      re-read the services config and swap the plugins (all or nothing)";
 
 const FLAGS: &[FlagSpec] = &[
     FlagSpec {
@@ -98,6 +100,9 @@ pub async fn run(args: &[String]) -> Result<String> {
     let o = Opts { before, after };
     let json = o.bool("json");
     let addr = o.value("admin_addr").unwrap_or("localhost:6061");
+    if cmd == "plugins" {
+        return plugins(addr, &cargs, json).await;
+    }
     let mut admin = connect(addr).await?;
     match (cmd.as_str(), cargs.len()) {
         ("listclients", _) => {
@@ -193,6 +198,33 @@ pub async fn run(args: &[String]) -> Result<String> {
 }
 
 async fn connect(addr: &str) -> Result<AdminClient<Channel>> {
+    Ok(AdminClient::new(channel(addr).await?).max_decoding_message_size(1 << 30))
+}
+
+/// `plugins list|reload`, on Fleetgate's extension service. A refused reload prints the error
+/// and the plugins that keep running, and fails the command.
+async fn plugins(addr: &str, args: &[String], json: bool) -> Result<String> {
+    use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_client::FleetgateAdminClient;
+    use fleetgate_pb::fleetgate::admin::v1::{ListPluginsRequest, ReloadPluginsRequest};
+    let mut ext = FleetgateAdminClient::new(channel(addr).await?);
+    match args.first().map(String::as_str) {
+        Some("list") if args.len() == 1 => {
+            let r = ext.list_plugins(ListPluginsRequest {}).await?.into_inner();
+            Ok(fmt::plugins(&r.plugins, json))
+        }
+        Some("reload") if args.len() == 1 => {
+            let r = ext
+                .reload_plugins(ReloadPluginsRequest {})
+                .await?
+                .into_inner();
+            let out = fmt::reload(&r, json);
+            if r.ok { Ok(out) } else { bail!("{out}") }
+        }
+        _ => bail!("usage: fleetgate admin plugins list|reload\n{USAGE}"),
+    }
+}
+
+async fn channel(addr: &str) -> Result<Channel> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
@@ -204,7 +236,7 @@ async fn connect(addr: &str) -> Result<AdminClient<Channel>> {
         .connect()
         .await
         .with_context(|| format!("connecting to the admin API at {addr}"))?;
-    Ok(AdminClient::new(channel).max_decoding_message_size(1 << 30))
+    Ok(channel)
 }
 
 fn parse_ids<T, E: std::error::Error + Send + Sync + 'static>(

@@ -232,6 +232,79 @@ pub fn messages(ms: Vec<Message>, json: bool) -> String {
     out
 }
 
+fn plugin_json(p: &fleetgate_pb::fleetgate::admin::v1::PluginStatus) -> Value {
+    json!({
+        "service": p.service,
+        "factory": p.factory,
+        "digest": p.digest,
+        "generation": p.generation,
+        "loaded_at": time(p.loaded_at.as_ref()),
+        "calls": p.calls,
+        "errors": p.errors,
+        "traps": p.traps,
+        "p50_ms": p.p50_ms,
+        "p99_ms": p.p99_ms,
+    })
+}
+
+/// `plugins list`: one row per service; the digest is shortened to 12 hex digits in the table.
+pub fn plugins(ps: &[fleetgate_pb::fleetgate::admin::v1::PluginStatus], json: bool) -> String {
+    if json {
+        return pretty(Value::Array(ps.iter().map(plugin_json).collect()));
+    }
+    if ps.is_empty() {
+        return "No plugins loaded.".into();
+    }
+    let mut out = format!(
+        "{:<20} {:<8} {:<12} {:>4} {:<23} {:>8} {:>7} {:>6} {:>8} {:>8}",
+        "Service:",
+        "Factory:",
+        "Digest:",
+        "Gen:",
+        "Loaded:",
+        "Calls:",
+        "Errors:",
+        "Traps:",
+        "p50 ms:",
+        "p99 ms:"
+    );
+    for p in ps {
+        out += &format!(
+            "\n{:<20} {:<8} {:<12} {:>4} {:<23} {:>8} {:>7} {:>6} {:>8.2} {:>8.2}",
+            p.service,
+            p.factory,
+            p.digest
+                .get(..12)
+                .unwrap_or(if p.digest.is_empty() { "-" } else { &p.digest }),
+            p.generation,
+            time(p.loaded_at.as_ref()),
+            p.calls,
+            p.errors,
+            p.traps,
+            p.p50_ms,
+            p.p99_ms
+        );
+    }
+    out
+}
+
+/// `plugins reload`: the outcome, then the plugins running afterwards.
+pub fn reload(r: &fleetgate_pb::fleetgate::admin::v1::ReloadPluginsResponse, json: bool) -> String {
+    if json {
+        return pretty(json!({
+            "ok": r.ok,
+            "error": r.error,
+            "plugins": r.plugins.iter().map(plugin_json).collect::<Vec<_>>(),
+        }));
+    }
+    let head = if r.ok {
+        "Plugins reloaded.".to_owned()
+    } else {
+        format!("Reload refused: {}", r.error)
+    };
+    format!("{head}\n{}", plugins(&r.plugins, false))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

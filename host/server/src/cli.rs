@@ -116,11 +116,12 @@ pub fn usage() -> String {
         .copied()
         .collect();
     format!(
-        "usage:\n  fleetgate quickstart [flags]\n{}\n  fleetgate server [flags]   (bare flags also mean `server`)\n{}\n  fleetgate config -config FILE   (as fleetspeak-config)\n{}\n{}",
+        "usage:\n  fleetgate quickstart [flags]\n{}\n  fleetgate server [flags]   (bare flags also mean `server`)\n{}\n  fleetgate config -config FILE   (as fleetspeak-config)\n{}\n{}\n{}",
         flags::usage("fleetgate quickstart", &quick),
         flags::usage("fleetgate server", &server),
         flags::usage("fleetgate config", crate::configurator::FLAGS),
-        crate::admin_cli::USAGE
+        crate::admin_cli::USAGE,
+        crate::plugin_cli::USAGE
     )
 }
 
@@ -137,6 +138,7 @@ pub enum Command {
     Server(Box<ServerFlags>, Logging),
     Admin(Vec<String>),
     Loadgen(Vec<String>),
+    Plugin(Vec<String>),
     Config(crate::configurator::Options, Logging),
     Help,
 }
@@ -146,7 +148,7 @@ impl Command {
         match self {
             Command::Quickstart(_, l) | Command::Server(_, l) | Command::Config(_, l) => l.clone(),
             // Admin commands print results; only warnings belong on stderr.
-            Command::Help | Command::Admin(_) | Command::Loadgen(_) => Logging {
+            Command::Help | Command::Admin(_) | Command::Loadgen(_) | Command::Plugin(_) => Logging {
                 verbosity: -1,
                 json: false,
             },
@@ -168,6 +170,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         Some("help") => return Ok(Command::Help),
         Some("admin") => return Ok(Command::Admin(args[1..].to_vec())),
         Some("loadgen") => return Ok(Command::Loadgen(args[1..].to_vec())),
+        Some("plugin") => return Ok(Command::Plugin(args[1..].to_vec())),
         Some("config") => return parse_config(&args[1..]),
         // The drop-in form: `fleetgate --components_config ... --services_config ...`.
         Some(a) if a.starts_with('-') => ("server", args),
@@ -240,6 +243,10 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
         Command::Config(o, _) => crate::configurator::run(&o),
         Command::Loadgen(args) => {
             println!("{}", crate::loadgen_cli::run(&args).await?);
+            Ok(())
+        }
+        Command::Plugin(args) => {
+            println!("{}", crate::plugin_cli::run(&args)?);
             Ok(())
         }
         Command::Admin(args) => {

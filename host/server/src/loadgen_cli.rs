@@ -91,6 +91,30 @@ pub const FLAGS: &[FlagSpec] = &[
         "10",
         "seconds of measured traffic after every client connected",
     ),
+    flag(
+        "connect_rate",
+        FlagKind::String,
+        "200",
+        "new client connections per second while ramping up",
+    ),
+    flag(
+        "connect_timeout",
+        FlagKind::String,
+        "0",
+        "seconds to wait for every client to connect (0: clients / connect_rate + 60)",
+    ),
+    flag(
+        "settle",
+        FlagKind::String,
+        "0",
+        "seconds to hold the streams idle after the connect phase, before inserting",
+    ),
+    flag(
+        "ready_file",
+        FlagKind::String,
+        "",
+        "written with \"<connected> <clients>\" when the connect phase ends",
+    ),
 ];
 
 pub async fn run(args: &[String]) -> Result<String> {
@@ -134,6 +158,21 @@ fn config(f: &Flags) -> Result<LoadgenConfig> {
         c.service = s.to_owned();
     }
     c.duration = Duration::from_secs_f64(number("duration", 10.0)?);
+    c.connect_rate = number("connect_rate", 200.0)?;
+    if !(c.connect_rate.is_finite() && c.connect_rate > 0.0) {
+        bail!("--connect_rate must be positive");
+    }
+    let connect_timeout = number("connect_timeout", 0.0)?;
+    c.connect_timeout = if connect_timeout > 0.0 {
+        Duration::from_secs_f64(connect_timeout)
+    } else {
+        Duration::from_secs_f64(c.clients as f64 / c.connect_rate + 60.0)
+    };
+    c.settle = Duration::from_secs_f64(number("settle", 0.0)?.max(0.0));
+    c.ready_file = f
+        .value("ready_file")
+        .filter(|v| !v.is_empty())
+        .map(Into::into);
     let outbound_rate = number("outbound_rate", 0.0)?;
     if outbound_rate > 0.0 {
         c.outbound = Some(Outbound {

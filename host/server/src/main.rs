@@ -4,9 +4,10 @@
 //! * `fleetgate server --components_config C --services_config S` — the drop-in for
 //!   `fleetspeak-server`; Go-style flags, glog switches accepted. Bare flags mean `server`.
 //! * `fleetgate config -config FILE` — the equivalent of `fleetspeak-config` (see `configurator`).
+//! * `fleetgate plugin check FILE | new NAME` — tools for plugin authors (see `plugin_cli`).
 //!
 //! This crate only wires: it turns configuration into each crate's settings, spawns tasks, and
-//! stops them on SIGINT/SIGTERM.
+//! stops them on SIGINT/SIGTERM. SIGHUP reloads the plugins (see `reload`).
 #![forbid(unsafe_code)]
 
 mod admin_cli;
@@ -17,8 +18,11 @@ mod clientconf;
 mod configurator;
 mod loadgen_cli;
 mod observe;
+mod plugin_cli;
+mod plugin_template;
 mod plugins;
 mod quickstart;
+mod reload;
 mod run;
 
 use std::process::ExitCode;

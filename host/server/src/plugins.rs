@@ -1,27 +1,36 @@
-//! Services from the services config, built by the plugin runtime and installed in the engine,
-//! and their status for the admin API.
+//! Services from the services config, built by the plugin runtime and installed in the engine;
+//! reloading them (see `reload` for the triggers), and their status for the admin API.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use fleetgate_admin::{PluginControl, PluginStatus};
 use fleetgate_engine::Engine;
 use fleetgate_pb::fleetspeak::server::ServerConfig;
-use fleetgate_runtime::{BuiltService, Factory, HostServices, Runtime, RuntimeConfig};
+use fleetgate_runtime::{
+    Factory, Generation, Generations, HostServices, ReloadReport, Runtime, RuntimeConfig,
+};
 use fleetgate_types::Clock;
 
-/// The services this server runs.
+use crate::reload::Source;
+
+/// The services this server runs, and where to read them again.
 pub struct Plugins {
-    built: Vec<BuiltService>,
-    loaded_at: SystemTime,
+    generations: Generations,
+    source: Source,
+    /// Reloads refused because the source could not be read (build failures are counted by
+    /// `generations`).
+    unreadable: AtomicU64,
 }
 
-/// Builds every service of `services` (all or nothing), then installs them in the engine.
+/// Builds every service of `services` (all or nothing), then installs them in the engine;
+/// reloads read `source` again.
 pub async fn install(
     engine: &Engine,
     services: &ServerConfig,
+    source: Source,
     state_dir: &Path,
     clock: Arc<dyn Clock>,
 ) -> Result<Plugins> {
@@ -31,47 +40,98 @@ pub async fn install(
     })
     .context("starting the plugin runtime")?;
     let host = HostServices::new(Arc::new(engine.clone())).with_clock(clock);
-    let built = Factory::new(runtime, host)
-        .install(engine, &services.services)
-        .await
-        .context("Unable to initialize Fleetspeak server")?;
-    for b in &built {
-        tracing::info!(service = %b.name, factory = %b.factory, "service installed");
+    let generations = Generations::install(
+        Factory::new(runtime, host),
+        engine.clone(),
+        &services.services,
+    )
+    .await
+    .context("Unable to initialize Fleetspeak server")?;
+    for g in generations.current().values() {
+        let b = &g.built;
+        tracing::info!(service = %b.name, factory = %b.factory, digest = %short(g.digest()), "service installed");
     }
     Ok(Plugins {
-        built,
-        loaded_at: SystemTime::now(),
+        generations,
+        source,
+        unreadable: AtomicU64::new(0),
     })
+}
+
+impl Plugins {
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Re-reads the source and swaps in what changed; on error the running plugins stay. Every
+    /// outcome is logged here, with what `trigger`ed it; failures are also counted.
+    pub async fn reload_now(&self, trigger: &str) -> Result<ReloadReport, String> {
+        let result = match self.source.read() {
+            Ok(services) => self
+                .generations
+                .reload(&services.services)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => {
+                self.unreadable.fetch_add(1, Ordering::Relaxed);
+                Err(format!(
+                    "reload refused, the running plugins keep serving: {e:#}"
+                ))
+            }
+        };
+        match &result {
+            Ok(r) => tracing::info!(
+                trigger,
+                added = ?r.added,
+                replaced = ?r.replaced,
+                removed = ?r.removed,
+                took_ms = r.took.as_secs_f64() * 1000.0,
+                "plugin reload done"
+            ),
+            Err(e) => tracing::error!(trigger, failed_reloads = self.failures(), "{e}"),
+        }
+        result
+    }
+
+    /// Reloads refused since start.
+    pub fn failures(&self) -> u64 {
+        self.generations.failures() + self.unreadable.load(Ordering::Relaxed)
+    }
+
+    fn statuses(&self) -> Vec<PluginStatus> {
+        self.generations.current().values().map(status).collect()
+    }
+}
+
+fn status(g: &Generation) -> PluginStatus {
+    let mut s = PluginStatus {
+        service: g.built.name.clone(),
+        factory: g.built.factory.clone(),
+        digest: g.digest().to_owned(),
+        generation: g.number,
+        loaded_at: Some(g.loaded_at),
+        ..Default::default()
+    };
+    if let Some(c) = &g.built.component {
+        let st = c.stats();
+        (s.calls, s.errors, s.traps, s.p50_ms, s.p99_ms) =
+            (st.calls, st.errors, st.traps, st.p50_ms, st.p99_ms);
+    }
+    s
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 #[tonic::async_trait]
 impl PluginControl for Plugins {
     async fn list(&self) -> Vec<PluginStatus> {
-        self.built
-            .iter()
-            .map(|b| {
-                let mut s = PluginStatus {
-                    service: b.name.clone(),
-                    factory: b.factory.clone(),
-                    generation: 1,
-                    loaded_at: Some(self.loaded_at),
-                    ..Default::default()
-                };
-                if let Some(c) = &b.component {
-                    let st = c.stats();
-                    s.digest = c.digest().to_owned();
-                    (s.calls, s.errors, s.traps, s.p50_ms, s.p99_ms) =
-                        (st.calls, st.errors, st.traps, st.p50_ms, st.p99_ms);
-                }
-                s
-            })
-            .collect()
+        self.statuses()
     }
 
     async fn reload(&self) -> Result<Vec<PluginStatus>, String> {
-        Err(
-            "live reload is not available in this build; restart the server to load new plugins"
-                .into(),
-        )
+        self.reload_now("admin API").await?;
+        Ok(self.statuses())
     }
 }

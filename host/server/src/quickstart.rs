@@ -32,6 +32,8 @@ pub struct Options {
     /// `--services_config`: a text `fleetspeak.server.ServerConfig` whose services are installed
     /// next to the bundled ones (no name may clash with them).
     pub services_config: Option<PathBuf>,
+    /// `--watch_plugins`: reload when the services config or a component it names changes.
+    pub watch_plugins: bool,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
             stats_listen: None,
             health_listen: None,
             services_config: None,
+            watch_plugins: false,
         }
     }
 }
@@ -131,6 +134,10 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
         ready_file: opts.ready_file,
         retention: Default::default(),
         state_dir: dir.clone(),
+        plugins: crate::reload::Options {
+            source: services_source(&dir, opts.services_config.clone()),
+            watch: opts.watch_plugins,
+        },
     };
     run(settings, shutdown).await
 }
@@ -190,6 +197,18 @@ fn add_services(services: &mut ServerConfig, file: &Path) -> Result<()> {
     services.services.append(&mut extra.services);
     services.broadcast_poll_time = extra.broadcast_poll_time;
     Ok(())
+}
+
+/// A plugin reload reads the same sources again: the bundled set plus `--services_config`.
+fn services_source(dir: &Path, file: Option<PathBuf>) -> crate::reload::Source {
+    let dir = dir.to_owned();
+    crate::reload::Source::new(file.iter().cloned().collect(), move || {
+        let mut services = bundled_services(&dir)?;
+        if let Some(file) = &file {
+            add_services(&mut services, file)?;
+        }
+        Ok(services)
+    })
 }
 
 /// Replaces port 0 with a free port, so the client config can name it.

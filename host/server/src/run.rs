@@ -28,6 +28,8 @@ pub struct RunSettings {
     pub retention: fleetgate_engine::retention::RetentionConfig,
     /// Fleetgate's own state: the compiled-plugin cache lives here.
     pub state_dir: PathBuf,
+    /// Where `services` came from, read again on a plugin reload, and `--watch_plugins`.
+    pub plugins: crate::reload::Options,
 }
 
 /// Addresses actually bound.
@@ -76,13 +78,21 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         clock.clone(),
     );
     let plugins = Arc::new(
-        crate::plugins::install(&engine, &settings.services, &settings.state_dir, clock).await?,
+        crate::plugins::install(
+            &engine,
+            &settings.services,
+            settings.plugins.source.clone(),
+            &settings.state_dir,
+            clock,
+        )
+        .await?,
     );
     engine.set_notifier(notifications.notifier.clone());
     telemetry.attach(&engine);
     telemetry.count_notifications(notifications.stats.clone());
 
     let mut tasks = JoinSet::new();
+    crate::reload::spawn(&plugins, settings.plugins.watch, &mut tasks, &shutdown);
     let mut bound = Bound::default();
     if let Some(listener) = notifications.listener {
         bound.notify = Some(listener.local_addr());

@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# bench/compare.sh — Fleetgate vs Google's Go `fleetspeak-server` 0.1.19, same machine, same
+# MariaDB, same simulated clients (`fleetgate loadgen`), in one invocation.
+#
+# What it does
+#   1. Installs what it needs: the Go binaries (PyPI fleetspeak-server-bin==0.1.19, into a venv
+#      through .ci/peers.sh), MariaDB started if it is down, `cargo build --release -p
+#      fleetgate-server` (the server and the loadgen are the same `fleetgate` binary).
+#   2. Makes a throw-away CA and server certificate (openssl, P-256) and, for every run, a fresh
+#      MariaDB database (`fgbench_<flavor>_<run>_<pid>`, READ-COMMITTED) and a fresh server
+#      process with the same components/services config for both flavors (templates in
+#      bench/templates/; the server-side service `bench` is `factory: "NOOP"` on both).
+#   3. Runs, for each workload, Go first and then Fleetgate:
+#      idle   Idle streaming clients at each level of --levels: server VmRSS before the
+#             clients connect and ~5 s after the last one did; (after − before) / connected.
+#             Levels above the machine's file-descriptor hard limit are capped (one fd per
+#             client in the server) and the cap is reported. At the top level, once the
+#             RSS is sampled, --top-messages messages are inserted into the connected clients
+#             (InsertMessage → receipt latency with every stream open).
+#      upload 100 streaming clients sending --upload-rate msg/s each (100-byte payloads) to
+#             the NOOP service for --upload-secs: messages acked per second (the loadgen's
+#             count), messages processed as recorded in the database, and the server's CPU
+#             time (utime+stime from /proc/<pid>/stat, before/after) per processed message;
+#             MariaDB's CPU per message as well.
+#      deliver 100 streaming clients, --messages InsertMessage calls at --rate/s:
+#             InsertMessage → receipt p50/p90/p99 at the simulated client.
+#   4. Prints one Markdown table with the figures and the ratios (Fleetgate vs Go) and the
+#      targets, and writes it with every log to the output directory. Stops every process it
+#      started and drops its databases on exit (--keep keeps the databases).
+#
+# How long
+#   --quick: about 6 minutes (levels 1000; 10 s upload; 500 messages).
+#   default: about 15–20 minutes (levels 1000 10000 50000→fd cap; 30 s upload; 2000 messages),
+#   mostly the ramp-up of clients at --connect-rate (200/s) against each server.
+#
+# Flags
+#   --quick              the short variant above
+#   --levels "A B C"     idle-client levels (default "1000 10000 50000")
+#   --connect-rate N     new connections per second during ramp-up (default 200)
+#   --upload-rate N      msg/s per client in the upload run (default 100, i.e. 10,000/s offered)
+#   --upload-secs N      measured seconds of the upload run (default 30)
+#   --messages N --rate N  delivery run (default 2000 at 200/s)
+#   --top-messages N     inserts at the top idle level (default 1000; 0 = none)
+#   --only go|fleetgate  run one flavor only (no ratios)
+#   --workloads "idle upload deliver"  subset of workloads
+#   --out DIR            logs and results (default target/bench-compare/<UTC time>)
+#   --no-build           use target/release/fleetgate as it is
+#   --keep               keep the databases
+#
+# Environment: FLEETGATE_PEERS_VENV (venv with the Go binaries; default target/peers-venv),
+# MYSQL_HOST/MYSQL_PORT (default 127.0.0.1:3306, user root without password, as peers.md).
+# Run as a user that can raise `ulimit -n`; with the default hard limit the idle levels stop
+# at (hard limit − 1000) clients. Not part of CI: it is too long.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$root"
+
+quick=0 levels="" connect_rate=200 upload_rate=100 upload_secs="" messages="" rate=200
+top_messages="" only="" workloads="idle upload deliver" out="" build=1 keep=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --levels) levels="$2"; shift ;;
+    --connect-rate) connect_rate="$2"; shift ;;
+    --upload-rate) upload_rate="$2"; shift ;;
+    --upload-secs) upload_secs="$2"; shift ;;
+    --messages) messages="$2"; shift ;;
+    --rate) rate="$2"; shift ;;
+    --top-messages) top_messages="$2"; shift ;;
+    --only) only="$2"; shift ;;
+    --workloads) workloads="$2"; shift ;;
+    --out) out="$2"; shift ;;
+    --no-build) build=0 ;;
+    --keep) keep=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "compare.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [[ $quick == 1 ]]; then
+  : "${levels:=1000}" "${upload_secs:=10}" "${messages:=500}" "${top_messages:=300}"
+else
+  : "${levels:=1000 10000 50000}" "${upload_secs:=30}" "${messages:=2000}" "${top_messages:=1000}"
+fi
+flavors="go fleetgate"
+[[ -n $only ]] && flavors="$only"
+out="${out:-$root/target/bench-compare/$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+mysql_host="${MYSQL_HOST:-127.0.0.1}" mysql_port="${MYSQL_PORT:-3306}"
+
+say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$out/progress.log" >&2; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# ---------------------------------------------------------------- cleanup
+pids=() dbs=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [[ $keep == 0 ]]; then
+    for p in "${dbs[@]}"; do sql "DROP DATABASE IF EXISTS \`$p\`" 2>/dev/null || true; done
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+sql() { mysql -uroot -h"$mysql_host" -P"$mysql_port" -N -B -e "$1"; }
+
+# ---------------------------------------------------------------- prerequisites
+say "file descriptors"
+ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+fd_limit="$(ulimit -n)"
+# The server holds one fd per client, plus listeners, database connections and logs.
+max_clients=$(( fd_limit - 1000 ))
+# One loadgen process per at most this many clients: its own fds, and the ~28k ephemeral
+# ports to one destination address (each shard targets its own 127.0.0.k).
+shard_size=$(( fd_limit - 1000 < 15000 ? fd_limit - 1000 : 15000 ))
+say "ulimit -n = $fd_limit (hard $(ulimit -Hn)): at most $max_clients clients per server"
+
+say "Go fleetspeak-server 0.1.19 (venv)"
+venv="${FLEETGATE_PEERS_VENV:-$root/target/peers-venv}"
+if [[ ! -x "$venv/fleetspeak-server-bin/usr/bin/fleetspeak-server" ]]; then
+  venv="$(bash "$root/.ci/peers.sh" "$venv")"
+fi
+go_bin="$venv/fleetspeak-server-bin/usr/bin/fleetspeak-server"
+test -x "$go_bin"
+
+say "MariaDB"
+if ! mysqladmin -uroot -h"$mysql_host" -P"$mysql_port" --connect-timeout=2 ping >/dev/null 2>&1; then
+  command -v mariadbd >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq mariadb-server; }
+  start-stop-daemon --start --oknodo --background --exec "$(command -v mariadbd)" || true
+  for _ in $(seq 1 30); do mysqladmin -uroot ping >/dev/null 2>&1 && break; sleep 1; done
+  mysql -uroot -e "ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('')" 2>/dev/null || true
+fi
+sql "SELECT 1" >/dev/null
+# Thousands of clients enrolling at once need more than the default 151 connections.
+sql "SET GLOBAL max_connections = GREATEST(@@max_connections, 1000)" || true
+mysqld_pid="$(pgrep -xo mariadbd || pgrep -xo mysqld || true)"
+
+if [[ $build == 1 ]]; then
+  say "cargo build --release -p fleetgate-server"
+  cargo build --release -p fleetgate-server 2>&1 | tail -3 >&2
+fi
+fg_bin="$root/target/release/fleetgate"
+test -x "$fg_bin"
+
+say "certificates"
+pki="$out/pki"
+mkdir -p "$pki"
+openssl ecparam -name prime256v1 -genkey -noout -out "$pki/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=fgbench CA" -days 2 -out "$pki/ca.pem" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+openssl ecparam -name prime256v1 -genkey -noout -out "$pki/server.key" 2>/dev/null
+openssl req -new -key "$pki/server.key" -subj "/CN=localhost" -out "$pki/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$pki/ext"
+openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial \
+  -days 2 -extfile "$pki/ext" -out "$pki/server.pem" 2>/dev/null
+
+# A protobuf text-format string literal of a file's contents.
+pbstr() { python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$1"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---------------------------------------------------------------- one server
+# start_server FLAVOR RUN LISTEN_HOST: fresh database and process; sets srv_pid srv_https
+# srv_admin srv_db srv_log.
+start_server() {
+  local flavor=$1 run=$2 host=$3 dir="$out/$1-$2"
+  mkdir -p "$dir"
+  srv_db="fgbench_${flavor}_${run}_$$"
+  dbs+=("$srv_db")
+  sql "DROP DATABASE IF EXISTS \`$srv_db\`; CREATE DATABASE \`$srv_db\`"
+  local https_port admin_port
+  https_port=$(free_port) admin_port=$(free_port)
+  srv_https="127.0.0.1:$https_port" srv_admin="127.0.0.1:$admin_port"
+  sed -e "s|@DSN@|root@tcp($mysql_host:$mysql_port)/$srv_db?tx_isolation=%27READ-COMMITTED%27|" \
+      -e "s|@HTTPS@|$host:$https_port|" -e "s|@ADMIN@|$srv_admin|" \
+      -e "s|@CERT@|$(pbstr "$pki/server.pem" | sed 's/[|&\\]/\\&/g')|" \
+      -e "s|@KEY@|$(pbstr "$pki/server.key" | sed 's/[|&\\]/\\&/g')|" \
+      "$here/templates/components.config" > "$dir/components.config"
+  cp "$here/templates/services.config" "$dir/services.config"
+  srv_log="$dir/server.log"
+  if [[ $flavor == go ]]; then
+    "$go_bin" -logtostderr -components_config "$dir/components.config" \
+      -services_config "$dir/services.config" > "$srv_log" 2>&1 &
+  else
+    "$fg_bin" server --components_config "$dir/components.config" \
+      --services_config "$dir/services.config" --logtostderr > "$srv_log" 2>&1 &
+  fi
+  srv_pid=$!
+  pids+=("$srv_pid")
+  local i
+  for i in $(seq 1 600); do
+    if ! kill -0 "$srv_pid" 2>/dev/null; then
+      tail -20 "$srv_log" >&2; echo "compare.sh: $flavor server exited at start" >&2; exit 1
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$https_port") 2>/dev/null \
+       && (exec 3<>"/dev/tcp/127.0.0.1/$admin_port") 2>/dev/null; then
+      break
+    fi
+    sleep 0.1
+  done
+  sleep 3 # schema creation, pools, first GC: let the baseline settle
+}
+
+stop_server() {
+  kill "$srv_pid" 2>/dev/null || true
+  wait "$srv_pid" 2>/dev/null || true
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# utime+stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tck=$(getconf CLK_TCK)
+
+# loadgen ARGS...: runs `fleetgate loadgen` against the current server.
+loadgen() {
+  "$fg_bin" loadgen --server_name localhost --ca "$pki/ca.pem" --admin "$srv_admin" \
+    --connect_rate "$connect_rate" "$@"
+}
+
+# Fields of a loadgen report.
+lg_field() { # FILE REGEX → first capture group
+  sed -nE "s/$2/\1/p" "$1" | head -1
+}
+
+results="$out/results.tsv"
+: > "$results"
+record() { # FLAVOR KEY VALUE
+  printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$results"
+  say "  $1 $2 = $3"
+}
+
+# ---------------------------------------------------------------- workload 1: idle clients
+idle_level() { # FLAVOR N TOP(0/1)
+  local flavor=$1 want=$2 top=$3 n=$2
+  (( n > max_clients )) && n=$max_clients
+  local shards=$(( (n + shard_size - 1) / shard_size ))
+  local host=127.0.0.1
+  (( shards > 1 )) && host=0.0.0.0
+  start_server "$flavor" "idle$want" "$host"
+  local dir="$out/$flavor-idle$want" rss0 l0
+  rss0=$(rss_kib "$srv_pid") l0=$(load)
+  say "$flavor: $n idle streaming clients ($shards loadgen process(es)), server RSS before ${rss0} KiB"
+  local k per=$(( (n + shards - 1) / shards )) left=$n lg_pids=() port=${srv_https##*:}
+  local per_rate
+  per_rate=$(python3 -c "print($connect_rate / $shards)")
+  for (( k = 0; k < shards; k++ )); do
+    local c=$(( left < per ? left : per )) extra=()
+    left=$(( left - c ))
+    if (( k == 0 )); then
+      extra=(--settle 20 --duration 0)
+      if (( top == 1 && top_messages > 0 )); then
+        extra+=(--messages "$top_messages" --rate "$rate")
+      fi
+    else
+      extra=(--duration 3600)
+    fi
+    rm -f "$dir/ready.$k"
+    "$fg_bin" loadgen --server "127.0.0.$((k + 1)):$port" --server_name localhost \
+      --ca "$pki/ca.pem" --admin "$srv_admin" --clients "$c" --connect_rate "$per_rate" \
+      --ready_file "$dir/ready.$k" "${extra[@]}" > "$dir/loadgen.$k.log" 2>&1 &
+    lg_pids+=($!)
+    pids+=($!)
+  done
+  for (( k = 0; k < shards; k++ )); do
+    while [[ ! -s "$dir/ready.$k" ]]; do
+      kill -0 "${lg_pids[$k]}" 2>/dev/null || { cat "$dir/loadgen.$k.log" >&2; exit 1; }
+      sleep 0.5
+    done
+  done
+  sleep 5
+  local rss1 connected=0 streams
+  rss1=$(rss_kib "$srv_pid")
+  for (( k = 0; k < shards; k++ )); do
+    connected=$(( connected + $(cut -d' ' -f1 "$dir/ready.$k") ))
+  done
+  streams=$(ss -Htn state established "( sport = :$port )" | wc -l)
+  wait "${lg_pids[0]}" || true
+  for (( k = 1; k < shards; k++ )); do kill "${lg_pids[$k]}" 2>/dev/null || true; wait "${lg_pids[$k]}" 2>/dev/null || true; done
+  local per_client
+  per_client=$(python3 -c "print(f'{($rss1 - $rss0) / max($connected, 1):.1f}')")
+  record "$flavor" "idle$want.clients" "$connected"
+  record "$flavor" "idle$want.streams" "$streams"
+  record "$flavor" "idle$want.rss_before_kib" "$rss0"
+  record "$flavor" "idle$want.rss_after_kib" "$rss1"
+  record "$flavor" "idle$want.kib_per_client" "$per_client"
+  record "$flavor" "idle$want.load" "$l0 / $(load)"
+  record "$flavor" "idle$want.loadgen_rss" "$(lg_field "$dir/loadgen.0.log" '^loadgen RSS: ([0-9.]+ MiB) now.*')"
+  if (( top == 1 && top_messages > 0 )); then
+    local f="$dir/loadgen.0.log"
+    record "$flavor" "top.clients" "$connected"
+    record "$flavor" "top.p50" "$(lg_field "$f" '^latency: +p50 ([0-9.]+) ms.*')"
+    record "$flavor" "top.p99" "$(lg_field "$f" '^latency: .* p99 ([0-9.]+) ms.*')"
+    record "$flavor" "top.lost" "$(lg_field "$f" '^download: .* ([0-9]+) lost.*')"
+  fi
+  stop_server
+}
+
+# ---------------------------------------------------------------- workload 2: upload
+upload_run() { # FLAVOR
+  local flavor=$1
+  start_server "$flavor" upload 127.0.0.1
+  local dir="$out/$flavor-upload" f
+  f="$dir/loadgen.log"
+  local l0 c0 m0
+  l0=$(load) c0=$(cpu_ticks "$srv_pid") m0=${mysqld_pid:+$(cpu_ticks "$mysqld_pid")}
+  say "$flavor: 100 clients × $upload_rate msg/s to NOOP for ${upload_secs}s (load $l0)"
+  loadgen --server "$srv_https" --clients 100 --outbound_rate "$upload_rate" \
+    --outbound_size 100 --outbound_service bench --duration "$upload_secs" > "$f" 2>&1 &
+  local lg=$!
+  pids+=("$lg")
+  wait "$lg" || { cat "$f" >&2; exit 1; }
+  # Whatever the server still has in hand: let it finish before reading its clock.
+  sleep 3
+  local c1 m1 processed pending
+  c1=$(cpu_ticks "$srv_pid") m1=${mysqld_pid:+$(cpu_ticks "$mysqld_pid")}
+  processed=$(sql "SELECT COUNT(*) FROM \`$srv_db\`.messages WHERE destination_service_name='bench' AND processed_time_seconds IS NOT NULL")
+  pending=$(sql "SELECT COUNT(*) FROM \`$srv_db\`.messages WHERE destination_service_name='bench' AND processed_time_seconds IS NULL")
+  record "$flavor" upload.acked_per_s "$(lg_field "$f" '^upload: .*\(([0-9.]+)\/s over.*')"
+  record "$flavor" upload.acked "$(lg_field "$f" '^upload: +[0-9]+ sent, ([0-9]+) acked.*')"
+  record "$flavor" upload.processed "$processed"
+  record "$flavor" upload.unprocessed "$pending"
+  record "$flavor" upload.cpu_s "$(python3 -c "print(f'{($c1 - $c0) / $tck:.2f}')")"
+  record "$flavor" upload.cpu_us_per_msg "$(python3 -c "print(f'{($c1 - $c0) / $tck / max($processed, 1) * 1e6:.1f}')")"
+  if [[ -n $mysqld_pid ]]; then
+    record "$flavor" upload.db_cpu_us_per_msg "$(python3 -c "print(f'{($m1 - $m0) / $tck / max($processed, 1) * 1e6:.1f}')")"
+  fi
+  record "$flavor" upload.rss_kib "$(rss_kib "$srv_pid")"
+  record "$flavor" upload.load "$l0 / $(load)"
+  stop_server
+}
+
+# ---------------------------------------------------------------- workload 3: delivery
+deliver_run() { # FLAVOR
+  local flavor=$1
+  start_server "$flavor" deliver 127.0.0.1
+  local dir="$out/$flavor-deliver" f l0
+  f="$dir/loadgen.log" l0=$(load)
+  say "$flavor: 100 clients, $messages inserts at $rate/s (load $l0)"
+  loadgen --server "$srv_https" --clients 100 --messages "$messages" --rate "$rate" \
+    --duration 0 > "$f" 2>&1 &
+  local lg=$!
+  pids+=("$lg")
+  wait "$lg" || { cat "$f" >&2; exit 1; }
+  record "$flavor" deliver.p50 "$(lg_field "$f" '^latency: +p50 ([0-9.]+) ms.*')"
+  record "$flavor" deliver.p90 "$(lg_field "$f" '^latency: .* p90 ([0-9.]+) ms.*')"
+  record "$flavor" deliver.p99 "$(lg_field "$f" '^latency: .* p99 ([0-9.]+) ms.*')"
+  record "$flavor" deliver.lost "$(lg_field "$f" '^download: .* ([0-9]+) lost.*')"
+  record "$flavor" deliver.insert_p50 "$(lg_field "$f" '^insert call: p50 ([0-9.]+) ms.*')"
+  record "$flavor" deliver.load "$l0 / $(load)"
+  stop_server
+}
+
+# ---------------------------------------------------------------- run
+{
+  echo "date: $(date -u)"
+  echo "machine: nproc $(nproc), $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/^Mem:/ {print $2}') GiB"
+  echo "fleetgate: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- host || echo '+dirty')"
+  echo "go: $go_bin ($(cat "$venv/fleetspeak-server-bin/usr/VERSION" 2>/dev/null || echo 0.1.19))"
+  echo "mariadb: $(sql 'SELECT VERSION()')"
+  echo "fd limit: $fd_limit"
+} > "$out/machine.txt"
+cat "$out/machine.txt" >&2
+
+top_level=$(echo "$levels" | tr ' ' '\n' | sort -n | tail -1)
+for w in $workloads; do
+  case "$w" in
+    idle)
+      for n in $levels; do
+        for fl in $flavors; do idle_level "$fl" "$n" "$([[ $n == "$top_level" ]] && echo 1 || echo 0)"; done
+      done ;;
+    upload) for fl in $flavors; do upload_run "$fl"; done ;;
+    deliver) for fl in $flavors; do deliver_run "$fl"; done ;;
+    *) echo "compare.sh: unknown workload $w" >&2; exit 2 ;;
+  esac
+done
+
+python3 "$here/report.py" "$results" "$out/machine.txt" "$levels" "$max_clients" > "$out/summary.md"
+cat "$out/summary.md"
+say "logs and results in $out"

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Turns bench/compare.sh's results.tsv (flavor, key, value) into a Markdown table with the
+ratios Fleetgate vs Go and the targets. Usage: report.py RESULTS MACHINE LEVELS MAX_CLIENTS"""
+
+import sys
+
+results, machine, levels, max_clients = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
+data = {}
+for line in open(results):
+    flavor, key, value = line.rstrip("\n").split("\t")
+    data[(flavor, key)] = value
+
+
+def get(flavor, key):
+    return data.get((flavor, key), "")
+
+
+def num(flavor, key):
+    try:
+        return float(get(flavor, key))
+    except ValueError:
+        return None
+
+
+def ratio(key, better_low):
+    g, f = num("go", key), num("fleetgate", key)
+    if g is None or f is None or g == 0 or f == 0:
+        return "", None
+    r = f / g
+    text = f"{r:.2f}×"
+    if better_low:
+        text += f" (Go / Fleetgate = {g / f:.1f})"
+    return text, r
+
+
+rows = []
+
+
+def row(label, key, unit, better_low, target=None):
+    text, r = ratio(key, better_low)
+    verdict = ""
+    if target is not None and r is not None:
+        verdict = "met" if target(r) else "missed"
+    rows.append((label, get("go", key), get("fleetgate", key), unit, text, verdict))
+
+
+for n in levels:
+    capped = f" (capped: {max_clients})" if int(n) > max_clients else ""
+    rows.append((f"**idle {n}{capped}**: clients connected", get("go", f"idle{n}.clients"),
+                 get("fleetgate", f"idle{n}.clients"), "", "", ""))
+    row(f"idle {n}: server RSS before → after", f"idle{n}.rss_after_kib", "KiB", True)
+    rows[-1] = (rows[-1][0],
+                f"{get('go', f'idle{n}.rss_before_kib')} → {get('go', f'idle{n}.rss_after_kib')}",
+                f"{get('fleetgate', f'idle{n}.rss_before_kib')} → {get('fleetgate', f'idle{n}.rss_after_kib')}",
+                "KiB", "", "")
+    row(f"idle {n}: RSS per idle streaming client", f"idle{n}.kib_per_client", "KiB", True,
+        target=lambda r: r <= 1 / 3)
+    rows.append((f"idle {n}: load average (before / after)", get("go", f"idle{n}.load"),
+                 get("fleetgate", f"idle{n}.load"), "", "", ""))
+if get("go", "top.clients") or get("fleetgate", "top.clients"):
+    rows.append(("**top level**: streams open during the inserts", get("go", "top.clients"),
+                 get("fleetgate", "top.clients"), "", "", ""))
+    row("top level: delivery p50", "top.p50", "ms", True)
+    row("top level: delivery p99", "top.p99", "ms", True, target=lambda r: r <= 0.1)
+    row("top level: lost", "top.lost", "", True)
+row("**upload**: acked by the server", "upload.acked_per_s", "msg/s", False, target=lambda r: r >= 3)
+row("upload: messages processed (database)", "upload.processed", "", False)
+row("upload: stored but not processed", "upload.unprocessed", "", True)
+row("upload: server CPU", "upload.cpu_s", "s", True)
+row("upload: server CPU per processed message", "upload.cpu_us_per_msg", "µs", True)
+row("upload: MariaDB CPU per processed message", "upload.db_cpu_us_per_msg", "µs", True)
+row("upload: server RSS at the end", "upload.rss_kib", "KiB", True)
+rows.append(("upload: load average (before / after)", get("go", "upload.load"),
+             get("fleetgate", "upload.load"), "", "", ""))
+row("**delivery** (100 clients): p50", "deliver.p50", "ms", True)
+row("delivery: p90", "deliver.p90", "ms", True)
+row("delivery: p99", "deliver.p99", "ms", True, target=lambda r: r <= 0.1)
+row("delivery: InsertMessage call p50", "deliver.insert_p50", "ms", True)
+row("delivery: lost", "deliver.lost", "", True)
+rows.append(("delivery: load average (before / after)", get("go", "deliver.load"),
+             get("fleetgate", "deliver.load"), "", "", ""))
+
+print("```")
+print(open(machine).read().rstrip())
+print("```")
+print()
+print("| figure | Go | Fleetgate | unit | Fleetgate / Go | target |")
+print("|---|---|---|---|---|---|")
+for label, g, f, unit, r, verdict in rows:
+    if not (g or f):
+        continue
+    print(f"| {label} | {g} | {f} | {unit} | {r} | {verdict} |")
+print()
+print("Targets: RSS per idle client ≤ 1/3 of Go's; upload ≥ 3× Go's; delivery p99 ≤ 1/10 of Go's;"
+      " 50,000 streaming clients with delivery p99 < 100 ms"
+      f" (this machine: at most {max_clients} clients per server process, the fd limit).")
