@@ -23,6 +23,8 @@ pub struct Plugins {
     /// Reloads refused because the source could not be read (build failures are counted by
     /// `generations`).
     unreadable: AtomicU64,
+    /// For the reload counter, once telemetry is attached.
+    engine: Engine,
 }
 
 /// Builds every service of `services` (all or nothing), then installs them in the engine;
@@ -55,6 +57,7 @@ pub async fn install(
         generations,
         source,
         unreadable: AtomicU64::new(0),
+        engine: engine.clone(),
     })
 }
 
@@ -79,6 +82,9 @@ impl Plugins {
                 ))
             }
         };
+        if let Some(m) = self.engine.metrics() {
+            m.plugin_reload(result.is_ok());
+        }
         match &result {
             Ok(r) => tracing::info!(
                 trigger,

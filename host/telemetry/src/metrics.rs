@@ -87,6 +87,7 @@ struct Families {
     notifications_sent: Family<Counter>,
     notifications_received: Family<Counter>,
     retention_deleted: Family<Counter>,
+    plugin_reloads: Family<Counter>,
 }
 
 fn counter(
@@ -191,6 +192,11 @@ impl Default for Families {
                 "fleetgate_retention_deleted_total",
                 "Rows deleted by retention, by table.",
                 &["table"],
+            ),
+            plugin_reloads: counter(
+                "fleetgate_plugin_reloads_total",
+                "Plugin reloads, by outcome: ok, or refused (the old generation kept serving).",
+                &["outcome"],
             ),
         };
         f.build_info.get(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -309,6 +315,12 @@ impl Metrics {
             .push(Box::new(collect));
     }
 
+    /// One plugin reload, applied or refused.
+    pub fn plugin_reload(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "refused" };
+        self.inner.plugin_reloads.get(&[outcome]).inc_by(1);
+    }
+
     /// Rows a retention pass deleted from `table`.
     pub fn retention_deleted(&self, table: &'static str, n: u64) {
         self.inner.retention_deleted.get(&[table]).inc_by(n);
@@ -374,6 +386,7 @@ mod tests {
         let guard = m.stream_opened();
         m.plugin_call("GRR", 0, PluginOutcome::Trap, Duration::from_millis(3));
         m.store_operation("ping", false, Duration::from_millis(1));
+        m.plugin_reload(false);
         let text = m.encode();
         for line in [
             "fleetgate_client_contacts_total{kind=\"stream\"} 1",
@@ -382,6 +395,7 @@ mod tests {
             "fleetgate_client_streams_active 1",
             "fleetgate_plugin_calls_total{service=\"GRR\",generation=\"0\",outcome=\"trap\"} 1",
             "fleetgate_store_operation_seconds_count{operation=\"ping\",errored=\"false\"} 1",
+            "fleetgate_plugin_reloads_total{outcome=\"refused\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
