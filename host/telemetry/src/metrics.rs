@@ -360,6 +360,7 @@ impl Metrics {
         i.notifications_sent.encode(&mut out);
         i.notifications_received.encode(&mut out);
         i.retention_deleted.encode(&mut out);
+        i.plugin_reloads.encode(&mut out);
         out
     }
 }
