@@ -25,6 +25,20 @@ const COMMON: &[FlagSpec] = &[
     ),
 ];
 
+/// The router for `fleetgate server` with text-format files (TOML has a `[router]` table).
+const ROUTER: &[FlagSpec] = &[
+    flag(
+        "router",
+        FlagKind::String,
+        "a router component (world `router`) that sees every client message before its service",
+    ),
+    flag(
+        "router_config",
+        FlagKind::String,
+        "the config handed to the router's init",
+    ),
+];
+
 /// Retention ages for `fleetgate server` (Go durations, e.g. 720h; 0 keeps forever). They
 /// override the TOML `[retention]` table and are the only way to set ages with text-format files.
 const RETENTION: &[FlagSpec] = &[
@@ -113,6 +127,7 @@ pub fn usage() -> String {
         .iter()
         .chain(COMMON)
         .chain(RETENTION)
+        .chain(ROUTER)
         .copied()
         .collect();
     format!(
@@ -148,10 +163,12 @@ impl Command {
         match self {
             Command::Quickstart(_, l) | Command::Server(_, l) | Command::Config(_, l) => l.clone(),
             // Admin commands print results; only warnings belong on stderr.
-            Command::Help | Command::Admin(_) | Command::Loadgen(_) | Command::Plugin(_) => Logging {
-                verbosity: -1,
-                json: false,
-            },
+            Command::Help | Command::Admin(_) | Command::Loadgen(_) | Command::Plugin(_) => {
+                Logging {
+                    verbosity: -1,
+                    json: false,
+                }
+            }
         }
     }
 }
@@ -186,7 +203,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
             .collect();
         flags::parse_flags(rest, &spec).map(|f| quickstart_options(&f))
     } else {
-        ServerFlags::parse_with(rest, &[COMMON, RETENTION].concat()).map(|sf| {
+        ServerFlags::parse_with(rest, &[COMMON, RETENTION, ROUTER].concat()).map(|sf| {
             let l = logging(&sf.flags);
             Command::Server(Box::new(sf), l)
         })
@@ -268,6 +285,13 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                 plugins: crate::reload::Options {
                     source: services_source(&sf),
                     watch: sf.flags.bool("watch_plugins"),
+                },
+                router: match sf.flags.value("router") {
+                    Some(p) => Some(crate::routing::from_flags(
+                        p,
+                        sf.flags.value("router_config"),
+                    )),
+                    None => s.router,
                 },
             };
             run(settings, shutdown).await

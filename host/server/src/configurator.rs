@@ -92,10 +92,10 @@ pub fn run(opts: &Options) -> Result<()> {
     }
     let text = text::print(&components, "fleetspeak.components.Config")?;
     write_file(&plan.components_out, &text, 0o600)?;
-    println!(
+    report(format_args!(
         "wrote server components config {}",
         plan.components_out.display()
-    );
+    ));
 
     for (os, path) in &plan.clients {
         let client = client_config(&plan, *os, &ca_pem);
@@ -104,7 +104,10 @@ pub fn run(opts: &Options) -> Result<()> {
             &text::print(&client, "fleetspeak.client.generic.Config")?,
             0o644,
         )?;
-        println!("wrote {os:?} client config {}", path.display());
+        report(format_args!(
+            "wrote {os:?} client config {}",
+            path.display()
+        ));
     }
     Ok(())
 }
@@ -196,11 +199,11 @@ fn ensure_ca(plan: &Plan) -> Result<String> {
         let ca = pki::create_ca(&plan.name)?;
         write_file(key_path, &ca.key_pem, 0o600)?;
         write_file(&plan.ca_cert, &ca.cert_pem, 0o644)?;
-        println!(
+        report(format_args!(
             "created CA certificate {} and key {}",
             plan.ca_cert.display(),
             key_path.display()
-        );
+        ));
     }
     let pem = read(&plan.ca_cert)?;
     pki::first_certificate(&pem)
@@ -228,11 +231,11 @@ fn ensure_server_cert(plan: &Plan, ca_pem: &str) -> Result<(String, String)> {
             })?;
         write_file(&plan.server_key, &issued.key_pem, 0o600)?;
         write_file(&plan.server_cert, &issued.cert_pem, 0o644)?;
-        println!(
+        report(format_args!(
             "created server certificate {} and key {}",
             plan.server_cert.display(),
             plan.server_key.display()
-        );
+        ));
     }
     let (cert, key) = (read(&plan.server_cert)?, read(&plan.server_key)?);
     pki::check_key_pair(&cert, &key).with_context(|| {
@@ -272,6 +275,11 @@ fn client_config(plan: &Plan, os: Os, ca_pem: &str) -> generic::Config {
         server_name: plan.server_name.clone(),
         ..Default::default()
     }
+}
+
+/// One line on stdout. A closed stdout (`| head`) must not stop the run half-way.
+fn report(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 fn read(path: &Path) -> Result<String> {

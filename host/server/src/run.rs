@@ -30,6 +30,8 @@ pub struct RunSettings {
     pub state_dir: PathBuf,
     /// Where `services` came from, read again on a plugin reload, and `--watch_plugins`.
     pub plugins: crate::reload::Options,
+    /// The router component in front of the services, if configured.
+    pub router: Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig>,
 }
 
 /// Addresses actually bound.
@@ -52,6 +54,13 @@ const DRAIN: Duration = Duration::from_secs(35);
 pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<()> {
     // Health and metrics first, as the original, so probes see the whole start-up.
     let telemetry = crate::observe::Telemetry::start(&settings.components).await?;
+    // The default SQLite database and the plugin cache live here; create it on first start.
+    std::fs::create_dir_all(&settings.state_dir).with_context(|| {
+        format!(
+            "creating the state directory {}",
+            settings.state_dir.display()
+        )
+    })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = SeaOrmStore::open(&settings.database_url, clock.clone())
         .await
@@ -83,10 +92,11 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
             &settings.services,
             settings.plugins.source.clone(),
             &settings.state_dir,
-            clock,
+            clock.clone(),
         )
         .await?,
     );
+    crate::routing::install(&engine, settings.router.clone(), &settings.state_dir, clock)?;
     engine.set_notifier(notifications.notifier.clone());
     telemetry.attach(&engine);
     telemetry.count_notifications(notifications.stats.clone());
