@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::bail;
 use tokio::process::{Child, Command};
 
 use crate::client::{COMMUNICATOR_TXT, TEST_SERVICE};
@@ -84,19 +84,7 @@ impl FleetClient {
         eventually(
             Duration::from_secs(30),
             "the client to log its id",
-            || async {
-                let log = self.log_text();
-                let id = log
-                    .lines()
-                    .rev()
-                    .find_map(|l| {
-                        l.split_once("Using new client id: ")
-                            .or_else(|| l.split_once("Using client id: "))
-                    })
-                    .map(|(_, id)| id.trim().to_owned())
-                    .ok_or_else(|| anyhow!("no client id logged yet"))?;
-                hex::decode(&id).with_context(|| format!("client id {id:?}"))
-            },
+            || async { crate::client::client_id_from_log(&self.log_text()) },
         )
         .await
     }
