@@ -262,6 +262,25 @@ fn rewrite_config(
     Ok(out)
 }
 
+/// The newest client ID a Go client logged: `Using new client id: …`, or `Using client id: …`
+/// after a restart with the same state file.
+pub(crate) fn client_id_from_log(log: &str) -> Result<Vec<u8>> {
+    let id = log
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.split_once("Using new client id: ")
+                .or_else(|| l.split_once("Using client id: "))
+        })
+        .map(|(_, id)| id.trim().to_owned())
+        .ok_or_else(|| anyhow!("no `Using new client id` line yet"))?;
+    let bytes = hex::decode(&id).with_context(|| format!("client id {id:?} is not hex"))?;
+    if bytes.len() != 8 {
+        bail!("client id {id:?} is not 8 bytes");
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,23 +307,4 @@ mod tests {
         assert!(out.contains("state_file: \"/c/state\""));
         assert!(out.contains("streaming: false") && !out.contains("streaming: true"));
     }
-}
-
-/// The newest client ID a Go client logged: `Using new client id: …`, or `Using client id: …`
-/// after a restart with the same state file.
-pub(crate) fn client_id_from_log(log: &str) -> Result<Vec<u8>> {
-    let id = log
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.split_once("Using new client id: ")
-                .or_else(|| l.split_once("Using client id: "))
-        })
-        .map(|(_, id)| id.trim().to_owned())
-        .ok_or_else(|| anyhow!("no `Using new client id` line yet"))?;
-    let bytes = hex::decode(&id).with_context(|| format!("client id {id:?} is not hex"))?;
-    if bytes.len() != 8 {
-        bail!("client id {id:?} is not 8 bytes");
-    }
-    Ok(bytes)
 }
