@@ -307,18 +307,42 @@ upload_run() { # FLAVOR
   local l0 c0 m0
   l0=$(load) c0=$(cpu_ticks "$srv_pid") m0=${mysqld_pid:+$(cpu_ticks "$mysqld_pid")}
   say "$flavor: 100 clients × $upload_rate msg/s to NOOP for ${upload_secs}s (load $l0)"
-  loadgen --server "$srv_https" --clients 100 --outbound_rate "$upload_rate" \
-    --outbound_size 100 --outbound_service bench --duration "$upload_secs" > "$f" 2>&1 &
+  # No --admin: an overloaded server may not answer ListClients in time, and it is not needed.
+  "$fg_bin" loadgen --server "$srv_https" --server_name localhost --ca "$pki/ca.pem" \
+    --connect_rate "$connect_rate" --clients 100 --outbound_rate "$upload_rate" \
+    --outbound_size 100 --outbound_service bench --duration "$upload_secs" \
+    --ready_file "$dir/ready" > "$f" 2>&1 &
   local lg=$!
   pids+=("$lg")
+  # The rate: messages the NOOP service finished (processed_time set in the database) per
+  # second of the measured phase, skipping its first 2 s. The loadgen's own count is of acked
+  # frames, and the Go server skips the ack of a frame whose processing failed or overran.
+  local q="SELECT COUNT(*) FROM \`$srv_db\`.messages WHERE destination_service_name='bench' AND processed_time_seconds IS NOT NULL"
+  while [[ ! -s "$dir/ready" ]]; do
+    kill -0 "$lg" 2>/dev/null || { cat "$f" >&2; exit 1; }
+    sleep 0.2
+  done
+  sleep 2
+  local t0 n0 t1 n1
+  t0=$(date +%s.%N) n0=$(sql "$q")
+  sleep $(( upload_secs - 2 ))
+  t1=$(date +%s.%N) n1=$(sql "$q")
   wait "$lg" || { cat "$f" >&2; exit 1; }
-  # Whatever the server still has in hand: let it finish before reading its clock.
-  sleep 3
-  local c1 m1 processed pending
+  # Whatever the server still has in hand: let it finish (count stable for 2 s, at most 60 s)
+  # before reading its clock.
+  local processed last=-1 i
+  for i in $(seq 1 60); do
+    processed=$(sql "$q")
+    [[ $processed == "$last" ]] && break
+    last=$processed
+    sleep 2
+  done
+  local c1 m1 pending
   c1=$(cpu_ticks "$srv_pid") m1=${mysqld_pid:+$(cpu_ticks "$mysqld_pid")}
-  processed=$(sql "SELECT COUNT(*) FROM \`$srv_db\`.messages WHERE destination_service_name='bench' AND processed_time_seconds IS NOT NULL")
   pending=$(sql "SELECT COUNT(*) FROM \`$srv_db\`.messages WHERE destination_service_name='bench' AND processed_time_seconds IS NULL")
+  record "$flavor" upload.processed_per_s "$(python3 -c "print(f'{($n1 - $n0) / ($t1 - $t0):.0f}')")"
   record "$flavor" upload.acked_per_s "$(lg_field "$f" '^upload: .*\(([0-9.]+)\/s over.*')"
+  record "$flavor" upload.sent "$(lg_field "$f" '^upload: +([0-9]+) sent.*')"
   record "$flavor" upload.acked "$(lg_field "$f" '^upload: +[0-9]+ sent, ([0-9]+) acked.*')"
   record "$flavor" upload.processed "$processed"
   record "$flavor" upload.unprocessed "$pending"
@@ -330,6 +354,7 @@ upload_run() { # FLAVOR
   record "$flavor" upload.rss_kib "$(rss_kib "$srv_pid")"
   record "$flavor" upload.load "$l0 / $(load)"
   stop_server
+  sleep 15 # let MariaDB flush and the load settle before the next run
 }
 
 # ---------------------------------------------------------------- workload 3: delivery

@@ -47,6 +47,8 @@ pub struct Settings {
     /// Retention ages from the TOML `[retention]` table (all zero, "keep forever", for the
     /// text-format pair, whose ages come from flags).
     pub retention: crate::toml::Retention,
+    /// The TOML `[router]`, if any (`fleetgate server --router` sets it for text-format files).
+    pub router: Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig>,
 }
 
 /// The files a [`Settings`] was read from.
@@ -268,6 +270,7 @@ impl Settings {
             origin,
         )?;
         settings.retention = file.retention;
+        settings.router = file.router;
         Ok(settings)
     }
 
@@ -298,6 +301,7 @@ impl Settings {
             state_dir,
             origin,
             retention: Default::default(),
+            router: None,
         })
     }
 

@@ -36,6 +36,11 @@
 //! public_address = "10.0.0.5:10000"
 //! use_http_notifier = false
 //!
+//! [router]                             # optional: sees every client message first
+//! path = "router.wasm"                 # a component of the `router` world, or bundled:<name>
+//! config = "GRR eu GRR-eu"             # handed to its `init`
+//! grants = ["clients"]                 # log, metrics, clock, clients
+//!
 //! [[services]]
 //! name = "GRR"
 //! factory = "GRPC"                     # optional when a factory table is given
@@ -78,6 +83,9 @@ pub struct TomlSettings {
     pub state_dir: Option<PathBuf>,
     /// `[retention]`.
     pub retention: Retention,
+    /// `[router]`: the component that sees every client message before its service (same keys
+    /// as `[services.wasm]`; grants are router capabilities: `log`, `metrics`, `clock`, `clients`).
+    pub router: Option<WasmConfig>,
 }
 
 /// How long to keep old rows; zero keeps them forever (the default).
@@ -103,6 +111,7 @@ struct FileToml {
     health: Option<HealthToml>,
     notifications: Option<NotificationsToml>,
     retention: Option<RetentionToml>,
+    router: Option<WasmToml>,
     #[serde(default)]
     services: Vec<Spanned<ServiceToml>>,
 }
@@ -369,7 +378,25 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
         database_url,
         state_dir: file.state_dir.map(|p| ctx.resolve(&p)),
         retention,
+        router: file.router.map(|w| wasm_config(&ctx, w)),
     })
+}
+
+/// A `[services.wasm]` or `[router]` table; a component path is relative to the file.
+fn wasm_config(ctx: &Ctx<'_>, w: WasmToml) -> WasmConfig {
+    let path = if w.path.starts_with("bundled:") {
+        w.path
+    } else {
+        ctx.resolve(Path::new(&w.path)).display().to_string()
+    };
+    WasmConfig {
+        path,
+        config: w.config.into_bytes(),
+        grants: w.grants,
+        memory_limit_bytes: w.memory_limit_bytes,
+        cpu_budget_ms: w.cpu_budget_ms,
+        ..Default::default()
+    }
 }
 
 fn age(ctx: &Ctx<'_>, key: &str, v: Option<Spanned<String>>) -> Result<Duration, ConfigError> {
@@ -504,19 +531,7 @@ fn service(
         tables.push(("cps", "CPS", fleetgate_pb::any::pack(&config)));
     }
     if let Some(w) = s.wasm {
-        let path = if w.path.starts_with("bundled:") {
-            w.path
-        } else {
-            ctx.resolve(Path::new(&w.path)).display().to_string()
-        };
-        let config = WasmConfig {
-            path,
-            config: w.config.into_bytes(),
-            grants: w.grants,
-            memory_limit_bytes: w.memory_limit_bytes,
-            cpu_budget_ms: w.cpu_budget_ms,
-            ..Default::default()
-        };
+        let config = wasm_config(ctx, w);
         tables.push(("wasm", "WASM", fleetgate_pb::any::pack(&config)));
     }
     if tables.len() > 1 {

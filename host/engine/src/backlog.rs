@@ -48,19 +48,35 @@ impl Engine {
         let n = batch.len();
         let done = join_all(batch.into_iter().map(|mut m| async move {
             m.is_blocklisted_source = self.is_blacklisted_source(&m).await;
+            // A client message whose routing failed is routed now, not dispatched unrouted.
+            if let Some(rows) = self.route_from_backlog(&m).await {
+                return Err(rows);
+            }
             // Another server may run this service; it must not be failed here.
             let outcome = match self.service(fleetgate_types::message::destination_service(&m)) {
                 Some(_) => self.process(&m).await,
                 None => crate::Outcome::Retry("service not run by this server".into()),
             };
             apply_outcome(&mut m, outcome, self.inner.clock.now());
-            m
+            Ok(m)
         }))
         .await;
+        let mut routed = Vec::new();
         let results: Vec<_> = done
             .into_iter()
-            .filter_map(|m| Some((None, MessageId::from_bytes(&m.message_id).ok()?, m.result?)))
+            .filter_map(|d| match d {
+                Ok(m) => Some((None, MessageId::from_bytes(&m.message_id).ok()?, m.result?)),
+                Err(rows) => {
+                    routed.extend(rows);
+                    None
+                }
+            })
             .collect();
+        if !routed.is_empty() {
+            // Copy 0 merges into the leased row (its result set if processed); the other copies
+            // are new rows.
+            self.inner.store.store_messages(&routed, None).await?;
+        }
         if !results.is_empty() {
             self.inner.store.set_message_results(&results).await?;
         }

@@ -72,7 +72,13 @@ impl Engine {
         if valid.is_empty() {
             return Ok(());
         }
-        let processed = join_all(valid.into_iter().map(|m| self.process_fresh(m))).await;
+        // Through the router, if one is installed: a message may become several rows, or none
+        // dispatched (see `router`).
+        let processed: Vec<Message> = join_all(valid.into_iter().map(|m| self.dispatch_fresh(m)))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         self.inner
             .store
             .store_messages(&processed, Some(contact))

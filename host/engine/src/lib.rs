@@ -6,6 +6,7 @@
 //! * [`delivery`]: choosing what a client receives: leases, tokens, Die, RekeyRequest.
 //! * [`system`]: the built-in `system` service (acks, errors, labels, resource usage).
 //! * [`service`]: the `Service` trait that plugins implement, with per-service parallelism.
+//! * [`router`]: the optional `Router` that re-addresses, fans out or drops client messages.
 //! * [`backlog`]: retrying server-bound messages whose processing failed temporarily.
 //! * [`registry`]: the streams this server holds, woken when a client has new messages.
 //! * [`notifier`]: asking the server that holds a client's stream to wake it.
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod notifier;
 pub mod registry;
 pub mod retention;
+pub mod router;
 pub mod service;
 pub mod system;
 
@@ -43,6 +45,7 @@ use fleetgate_types::{ClientId, Clock, MessageId};
 
 pub use contact::Stream;
 pub use notifier::Notifier;
+pub use router::{Routed, Router};
 pub use service::{NoopService, Outcome, Service, ServiceEntry, ServiceError, Services};
 
 use broadcasts::Broadcasts;
@@ -99,6 +102,8 @@ struct Inner {
     metrics: OnceLock<fleetgate_telemetry::Metrics>,
     /// Swapped whole on reload; readers clone the entry they need and drop the lock at once.
     services: RwLock<Services>,
+    /// Sees client messages before their service; swapped whole, like `services`.
+    router: RwLock<Option<Arc<dyn Router>>>,
     stopping: AtomicBool,
 }
 
@@ -119,6 +124,7 @@ impl Engine {
             notifier: OnceLock::new(),
             metrics: OnceLock::new(),
             services: RwLock::new(services),
+            router: RwLock::new(None),
             stopping: AtomicBool::new(false),
         };
         Self {

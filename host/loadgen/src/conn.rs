@@ -10,11 +10,8 @@ use bytes::Bytes;
 use fleetgate_frontend::wire::{self, FrameDecoder};
 use fleetgate_pb::fleetspeak::{ContactData, WrappedContactData};
 use http::{Request, Response, StatusCode, header};
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use prost::Message as _;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -24,13 +21,13 @@ use tokio_rustls::TlsConnector;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::ClientError;
+use crate::sender::{Body, Sender};
 
 /// The largest server frame accepted (the protocol's 20 MiB body limit).
 pub const MAX_FRAME: usize = 20 * 1024 * 1024;
 /// Client frames buffered before the request body applies back-pressure.
 const BODY_DEPTH: usize = 16;
 
-type Body = BoxBody<Bytes, Infallible>;
 
 /// Where and how to connect; shared by every connection of one client.
 #[derive(Clone)]
@@ -42,9 +39,9 @@ pub struct Endpoint {
     pub connect_timeout: Duration,
 }
 
-/// An open HTTP/1.1 connection. Dropping it closes the socket: the driver task is aborted.
+/// An open HTTP/1.1 or HTTP/2 connection. Dropping it closes the socket: the driver task is aborted.
 pub struct Connection {
-    sender: SendRequest<Body>,
+    sender: Sender,
     driver: JoinHandle<()>,
 }
 
@@ -55,7 +52,8 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// TCP connect, TLS handshake presenting the client certificate, HTTP/1.1 handshake.
+    /// TCP connect, TLS handshake presenting the client certificate, HTTP/1.1 or HTTP/2
+    /// handshake (as ALPN chose; see [`crate::sender`]).
     pub async fn open(ep: &Endpoint) -> Result<Self, ClientError> {
         let setup = async {
             let tcp = TcpStream::connect(ep.addr)
@@ -67,18 +65,12 @@ impl Connection {
                 .connect(ep.server_name.clone(), tcp)
                 .await
                 .map_err(|e| ClientError::Tls(e.to_string()))?;
-            hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .map_err(|e| ClientError::Http(e.to_string()))
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+            Sender::handshake(tls, h2).await
         };
-        let (sender, conn) = tokio::time::timeout(ep.connect_timeout, setup)
+        let (sender, driver) = tokio::time::timeout(ep.connect_timeout, setup)
             .await
             .map_err(|_| ClientError::Connect("timed out".into()))??;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "client connection ended");
-            }
-        });
         Ok(Self { sender, driver })
     }
 
@@ -131,19 +123,15 @@ impl Connection {
         path: &str,
         body: Body,
     ) -> Result<Response<Incoming>, ClientError> {
-        let req = Request::post(path)
-            .header(header::HOST, &ep.host_header)
+        let req = if self.sender.is_h2() {
+            Request::post(format!("https://{}{path}", ep.host_header))
+        } else {
+            Request::post(path).header(header::HOST, &ep.host_header)
+        };
+        let req = req
             .body(body)
             .map_err(|e| ClientError::Http(e.to_string()))?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+        let resp = self.sender.send(req).await?;
         if resp.status() != StatusCode::OK {
             return Err(ClientError::Status(resp.status().as_u16()));
         }

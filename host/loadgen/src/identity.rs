@@ -52,6 +52,7 @@ impl Identity {
         &self,
         provider: &Arc<CryptoProvider>,
         roots: &Arc<RootCertStore>,
+        http2: bool,
     ) -> Result<Arc<rustls::ClientConfig>, LoadgenError> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()));
         let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -60,7 +61,7 @@ impl Identity {
             .with_root_certificates(roots.clone())
             .with_client_auth_cert(vec![self.cert.clone()], key)
             .map_err(|e| LoadgenError::Tls(e.to_string()))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = crate::sender::alpn(http2);
         Ok(Arc::new(config))
     }
 }

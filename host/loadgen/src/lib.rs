@@ -24,6 +24,7 @@ mod identity;
 mod outbox;
 mod ready;
 mod report;
+mod sender;
 mod stats;
 
 use std::net::SocketAddr;
@@ -118,6 +119,9 @@ pub struct LoadgenConfig {
     pub ready_file: Option<PathBuf>,
     /// How long to hold the streams idle after the connect phase, before any insert.
     pub settle: Duration,
+    /// Offer HTTP/2 (ALPN `h2`, as the stock Go client does) besides HTTP/1.1. The Go server
+    /// streams only over HTTP/2 (see `sender.rs`).
+    pub http2: bool,
 }
 
 impl LoadgenConfig {
@@ -142,6 +146,7 @@ impl LoadgenConfig {
             insert: None,
             ready_file: None,
             settle: Duration::ZERO,
+            http2: false,
         }
     }
 
@@ -254,7 +259,7 @@ impl Fleet {
                 addr: config.server,
                 server_name: server_name.clone(),
                 host_header: format!("{}:{}", config.server_name, config.server.port()),
-                tls: identity.tls_config(&provider, &roots)?,
+                tls: identity.tls_config(&provider, &roots, config.http2)?,
                 connect_timeout: CONNECT_TIMEOUT,
             };
             let client = SimClient::new(

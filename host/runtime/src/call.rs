@@ -32,14 +32,29 @@ pub(crate) struct Loaded {
     pub digest: String,
 }
 
-/// Compiles (or loads from cache), checks grants, links, and pre-instantiates `spec`.
+/// Compiles (or loads from cache), checks grants, links, and pre-instantiates `spec` as a
+/// component of `world` (`service` or `router`).
 pub(crate) fn load(
     runtime: &Runtime,
     spec: &PluginSpec,
     host: HostServices,
+    world: &'static str,
 ) -> Result<Loaded, RuntimeError> {
     let engine = runtime.engine();
     let (component, digest) = runtime.compile(&spec.wasm)?;
+    // The wrong world is the clearer error, before any missing grant it would also have.
+    let export = if world == "router" {
+        "route"
+    } else {
+        "process"
+    };
+    if !export_names(engine, &component).iter().any(|e| e == export) {
+        return Err(RuntimeError::World {
+            service: spec.name.clone(),
+            world,
+            reason: format!("it does not export `{export}`"),
+        });
+    }
     caps::check_grants(&spec.name, import_names(engine, &component), &spec.grants)?;
     let cfg = |reason: String| RuntimeError::Config {
         service: spec.name.clone(),

@@ -160,10 +160,14 @@ impl Generations {
                         Some(_) => report.replaced.push(name.to_owned()),
                         None => report.added.push(name.to_owned()),
                     }
+                    let number = prev.map_or(1, |p| p.number + 1);
+                    if let Some(c) = &built.component {
+                        c.set_generation(number);
+                    }
                     Generation {
                         built,
                         config: config.clone(),
-                        number: prev.map_or(1, |p| p.number + 1),
+                        number,
                         loaded_at: SystemTime::now(),
                     }
                 }

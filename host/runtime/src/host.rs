@@ -56,6 +56,8 @@ pub struct HostServices {
     pub sink: Arc<dyn MessageSink>,
     pub clients: Arc<dyn ClientDirectory>,
     pub clock: Arc<dyn Clock>,
+    /// Where every component call is counted; unset in tests and tools.
+    pub metrics: Option<fleetgate_telemetry::Metrics>,
 }
 
 impl HostServices {
@@ -65,7 +67,13 @@ impl HostServices {
             sink,
             clients: Arc::new(NoClients),
             clock: Arc::new(SystemClock),
+            metrics: None,
         }
+    }
+
+    pub fn with_metrics(mut self, metrics: fleetgate_telemetry::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn with_clients(mut self, clients: Arc<dyn ClientDirectory>) -> Self {

@@ -19,7 +19,8 @@
 //!
 //! * [`factory`]: `ServiceConfig` → service (`GRPC`, `WASM`, `NOOP`), and [`WasmConfig`].
 //! * [`generation`]: the installed set ([`Generations`]) and hot reload: build all, then swap.
-//! * `service` ([`ComponentService`]) and `router` ([`ComponentRouter`]): the two worlds.
+//! * `service` ([`ComponentService`]) and `router` ([`ComponentRouter`]): the two worlds;
+//!   `router_hook`: a router as the engine's `Router`, and the engine as [`ClientDirectory`].
 //! * `call`: one call = a fresh store with its limits + a fresh instance from the pool; loading
 //!   (grants checked, linked, pre-instantiated); classifying failures ([`CallError`]).
 //! * `runtime` ([`Runtime`]): the wasmtime engine — component model, pooling allocator, epoch
@@ -37,6 +38,7 @@ mod bindings;
 pub mod bundled;
 mod cache;
 mod call;
+mod call_metrics;
 pub mod caps;
 mod check;
 mod convert;
@@ -45,6 +47,7 @@ pub mod factory;
 pub mod generation;
 mod host;
 mod router;
+mod router_hook;
 mod runtime;
 mod service;
 mod spec;
@@ -59,6 +62,7 @@ pub use factory::{BuiltService, Factory, WasmConfig, WasmPreopen, WasmUpstream};
 pub use generation::{Generation, Generations, ReloadError, ReloadReport};
 pub use host::{ClientDirectory, ClientInfo, HostServices, MessageSink, NoClients};
 pub use router::ComponentRouter;
+pub use router_hook::ROUTER_NAME;
 pub use runtime::{Runtime, RuntimeConfig};
 pub use service::ComponentService;
 pub use spec::{Grants, Limits, PluginSpec, Preopen};

@@ -29,7 +29,7 @@ impl ComponentRouter {
         spec: PluginSpec,
         host: HostServices,
     ) -> Result<Self, RuntimeError> {
-        let Loaded { pre, ctx, .. } = call::load(runtime, &spec, host)?;
+        let Loaded { pre, ctx, .. } = call::load(runtime, &spec, host, "router")?;
         let pre = RouterWorldPre::new(pre).map_err(|e| RuntimeError::World {
             service: spec.name.clone(),
             world: "router",

@@ -25,6 +25,8 @@ pub struct ComponentService {
     config: Vec<u8>,
     origin: String,
     digest: String,
+    /// The generation number reported with each call's metrics (set when installed).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ComponentService {
@@ -35,7 +37,7 @@ impl ComponentService {
         spec: PluginSpec,
         host: HostServices,
     ) -> Result<Self, RuntimeError> {
-        let Loaded { pre, ctx, digest } = call::load(runtime, &spec, host)?;
+        let Loaded { pre, ctx, digest } = call::load(runtime, &spec, host, "service")?;
         let pre = ServiceWorldPre::new(pre).map_err(|e| RuntimeError::World {
             service: spec.name.clone(),
             world: "service",
@@ -48,6 +50,7 @@ impl ComponentService {
             config: spec.config,
             origin: spec.origin,
             digest,
+            generation: std::sync::atomic::AtomicU64::new(1),
         };
         service
             .init_once()
@@ -75,6 +78,12 @@ impl ComponentService {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.ctx.stats.snapshot()
+    }
+
+    /// Sets the generation its metrics carry (see [`crate::Generations`]).
+    pub fn set_generation(&self, generation: u64) {
+        self.generation
+            .store(generation, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Processes one message and says exactly how it ended. [`Service::process`] is this,
@@ -132,9 +141,10 @@ impl Service for ComponentService {
         let started = Instant::now();
         let result = self.call(message).await;
         let trap = result.as_ref().is_err_and(CallError::is_trap);
-        self.ctx
-            .stats
-            .record(started.elapsed(), result.is_ok(), trap);
+        let took = started.elapsed();
+        self.ctx.stats.record(took, result.is_ok(), trap);
+        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        crate::call_metrics::record(&self.ctx.host, self.name(), generation, &result, took);
         if let Err(e) = &result {
             if trap {
                 tracing::warn!(service = self.name(), "{e}");

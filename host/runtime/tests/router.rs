@@ -4,11 +4,13 @@
 mod support;
 
 use fleetgate_pb::fleetspeak::annotations::Entry;
-use fleetgate_runtime::{ComponentRouter, Grants};
+use fleetgate_runtime::{Capability, ComponentRouter, Grants};
 use support::{client_message, host, runtime, spec};
 
 fn router() -> ComponentRouter {
-    let mut spec = spec("router", "router_example", Grants::basic());
+    // `clients`: the example reads client labels for its rules.
+    let grants = Grants::basic().with(Capability::Clients);
+    let mut spec = spec("router", "router_example", grants);
     spec.config = b"Archive".to_vec();
     ComponentRouter::load(&runtime(), spec, host().0).unwrap()
 }

@@ -110,6 +110,12 @@ pub const FLAGS: &[FlagSpec] = &[
         "seconds to hold the streams idle after the connect phase, before inserting",
     ),
     flag(
+        "http2",
+        FlagKind::Bool,
+        "true",
+        "offer HTTP/2 (as the Go client does; the Go server streams only over HTTP/2)",
+    ),
+    flag(
         "ready_file",
         FlagKind::String,
         "",
@@ -169,6 +175,7 @@ fn config(f: &Flags) -> Result<LoadgenConfig> {
         Duration::from_secs_f64(c.clients as f64 / c.connect_rate + 60.0)
     };
     c.settle = Duration::from_secs_f64(number("settle", 0.0)?.max(0.0));
+    c.http2 = f.value("http2").is_none_or(|v| v != "false");
     c.ready_file = f
         .value("ready_file")
         .filter(|v| !v.is_empty())

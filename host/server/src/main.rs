@@ -23,6 +23,7 @@ mod plugin_template;
 mod plugins;
 mod quickstart;
 mod reload;
+mod routing;
 mod run;
 
 use std::process::ExitCode;
@@ -57,7 +58,6 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("fleetgate: {e:#}");
             ExitCode::FAILURE
         }

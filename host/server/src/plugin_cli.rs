@@ -31,6 +31,15 @@ pub fn run(args: &[String]) -> Result<String> {
     let (flags, positional) = split_flags(rest, &["dir", "sdk"])?;
     match (cmd.as_str(), positional.as_slice()) {
         ("check", [file]) if flags.is_empty() => {
+            // wasmtime's own message for this dumps both headers as byte arrays.
+            let head = std::fs::read(file).map(|b| b.get(..4).map(<[u8]>::to_vec));
+            if let Ok(head) = head
+                && head.as_deref() != Some(&b"\0asm"[..])
+            {
+                bail!(
+                    "{file} is not a valid Fleetgate plugin: not a WebAssembly file (no \\0asm header)"
+                );
+            }
             let report = fleetgate_runtime::check(file)
                 .map_err(|e| anyhow!("{file} is not a valid Fleetgate plugin: {e}"))?;
             Ok(format_report(file, &report))
@@ -55,7 +64,10 @@ pub fn run(args: &[String]) -> Result<String> {
 }
 
 /// Splits `--name value` / `--name=value` (one or two dashes) from positional arguments.
-fn split_flags(args: &[String], known: &[&str]) -> Result<(Vec<(String, String)>, Vec<String>)> {
+/// `(name, value)` flags, then positional arguments.
+type SplitArgs = (Vec<(String, String)>, Vec<String>);
+
+fn split_flags(args: &[String], known: &[&str]) -> Result<SplitArgs> {
     let (mut flags, mut positional) = (Vec::new(), Vec::new());
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -66,7 +78,9 @@ fn split_flags(args: &[String], known: &[&str]) -> Result<(Vec<(String, String)>
         let (name, value) = match f.split_once('=') {
             Some((n, v)) => (n.to_owned(), v.to_owned()),
             None => {
-                let v = it.next().ok_or_else(|| anyhow!("flag -{f} needs a value"))?;
+                let v = it
+                    .next()
+                    .ok_or_else(|| anyhow!("flag -{f} needs a value"))?;
                 (f.to_owned(), v.clone())
             }
         };
@@ -106,7 +120,9 @@ pub fn new_plugin(name: &str, dir: &Path, sdk: &Path) -> Result<PathBuf> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
-        bail!("plugin name {name:?}: use lower-case letters, digits, '-' and '_', starting with a letter");
+        bail!(
+            "plugin name {name:?}: use lower-case letters, digits, '-' and '_', starting with a letter"
+        );
     }
     let sdk = sdk.canonicalize().with_context(|| {
         format!(

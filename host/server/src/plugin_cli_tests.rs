@@ -58,7 +58,14 @@ fn check_refuses_garbage_with_a_clear_error() {
     let err = run(&args(&["check", file.to_str().unwrap()])).unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("is not a valid Fleetgate plugin"), "{text}");
-    assert!(text.contains("compiling component"), "{text}");
+    assert!(text.contains("not a WebAssembly file"), "{text}");
+    // A WebAssembly header but no component behind it.
+    std::fs::write(&file, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    let err = run(&args(&["check", file.to_str().unwrap()])).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("compiling component"),
+        "{err:#}"
+    );
 
     let err = run(&args(&["check", "/nonexistent/x.wasm"])).unwrap_err();
     assert!(format!("{err:#}").contains("reading component"), "{err:#}");
@@ -67,7 +74,13 @@ fn check_refuses_garbage_with_a_clear_error() {
 #[test]
 fn new_writes_a_crate_that_uses_the_sdk() {
     let dir = Scratch::new("new");
-    let out = run(&args(&["new", "geo-tagger", "--dir", dir.0.to_str().unwrap()])).unwrap();
+    let out = run(&args(&[
+        "new",
+        "geo-tagger",
+        "--dir",
+        dir.0.to_str().unwrap(),
+    ]))
+    .unwrap();
     assert!(out.contains("geo_tagger.wasm"), "{out}");
     let root = dir.0.join("geo-tagger");
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
@@ -77,19 +90,31 @@ fn new_writes_a_crate_that_uses_the_sdk() {
     assert!(cargo.contains("crate-type = [\"cdylib\"]"), "{cargo}");
     let sdk = PathBuf::from(BUILT_SDK).canonicalize().unwrap();
     assert!(
-        cargo.contains(&format!("fleetgate-sdk = {{ path = \"{}\" }}", sdk.display())),
+        cargo.contains(&format!(
+            "fleetgate-sdk = {{ path = \"{}\" }}",
+            sdk.display()
+        )),
         "{cargo}"
     );
     assert!(cargo.contains("[workspace]"), "{cargo}");
 
     let lib = read("src/lib.rs");
     assert!(lib.contains("impl Service for GeoTagger"), "{lib}");
-    assert!(lib.contains("fleetgate_sdk::export_service!(GeoTagger);"), "{lib}");
+    assert!(
+        lib.contains("fleetgate_sdk::export_service!(GeoTagger);"),
+        "{lib}"
+    );
     assert!(read("README.md").contains("cargo build --release --target wasm32-wasip2"));
     assert!(read(".cargo/config.toml").contains("wasm32-wasip2"));
 
     // Never overwrites.
-    let err = run(&args(&["new", "geo-tagger", "--dir", dir.0.to_str().unwrap()])).unwrap_err();
+    let err = run(&args(&[
+        "new",
+        "geo-tagger",
+        "--dir",
+        dir.0.to_str().unwrap(),
+    ]))
+    .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
 }
 
@@ -115,7 +140,13 @@ fn plugin_new_builds_and_passes_check() {
         return;
     }
     let dir = Scratch::new("build");
-    run(&args(&["new", "hello-plugin", "--dir", dir.0.to_str().unwrap()])).unwrap();
+    run(&args(&[
+        "new",
+        "hello-plugin",
+        "--dir",
+        dir.0.to_str().unwrap(),
+    ]))
+    .unwrap();
     let root = dir.0.join("hello-plugin");
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cargo

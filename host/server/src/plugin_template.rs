@@ -8,7 +8,11 @@ pub fn files(name: &str, sdk: &Path) -> Vec<(&'static str, String)> {
     let lib = super::plugin_cli::lib_name(name);
     let ty = type_name(name);
     // TOML basic strings need `\` and `"` escaped.
-    let sdk = sdk.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    let sdk = sdk
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
     vec![
         ("Cargo.toml", cargo_toml(name, &lib, &sdk)),
         (".cargo/config.toml", CARGO_CONFIG.to_owned()),
@@ -60,7 +64,8 @@ panic = "abort"
     )
 }
 
-const CARGO_CONFIG: &str = "# Plain `cargo build` here builds a component.\n[build]\ntarget = \"wasm32-wasip2\"\n";
+const CARGO_CONFIG: &str =
+    "# Plain `cargo build` here builds a component.\n[build]\ntarget = \"wasm32-wasip2\"\n";
 
 fn readme(name: &str, lib: &str) -> String {
     format!(

@@ -41,7 +41,10 @@ pub async fn install(
         ..Default::default()
     })
     .context("starting the plugin runtime")?;
-    let host = HostServices::new(Arc::new(engine.clone())).with_clock(clock);
+    let mut host = HostServices::new(Arc::new(engine.clone())).with_clock(clock);
+    if let Some(m) = engine.metrics() {
+        host = host.with_metrics(m.clone());
+    }
     let generations = Generations::install(
         Factory::new(runtime, host),
         engine.clone(),

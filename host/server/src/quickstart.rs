@@ -138,6 +138,7 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
             source: services_source(&dir, opts.services_config.clone()),
             watch: opts.watch_plugins,
         },
+        router: None,
     };
     run(settings, shutdown).await
 }

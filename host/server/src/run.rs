@@ -86,6 +86,8 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         store.clone(),
         clock.clone(),
     );
+    // Before the plugins are built, so their calls are counted (`attach` sets the same handle).
+    engine.set_metrics(telemetry.metrics.clone());
     let plugins = Arc::new(
         crate::plugins::install(
             &engine,

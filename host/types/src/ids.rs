@@ -124,6 +124,17 @@ impl MessageId {
         h.update(source_message_id);
         Self(h.finalize().into())
     }
+
+    /// The ID of fan-out copy `index` (1, 2, ...) of `original` made by the router, so a
+    /// re-sent message fans out to the same IDs and its copies merge: SHA-256(original ‖ 0xff ‖
+    /// index as 4 big-endian bytes). Copy 0 keeps `original`.
+    pub fn for_routed_copy(original: MessageId, index: u32) -> Self {
+        let mut h = Sha256::new();
+        h.update(original.0);
+        h.update([0xffu8]);
+        h.update(index.to_be_bytes());
+        Self(h.finalize().into())
+    }
 }
 
 /// Identifies one recorded contact (a poll, or the start of a stream). Shown as lowercase hex of the

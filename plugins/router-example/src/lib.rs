@@ -1,8 +1,14 @@
 //! A router component (`fleetgate:plugin/router`), written against the WIT directly.
 //!
-//! Config: the service name to re-address messages to (UTF-8). Each message is re-addressed
-//! there and annotated `routed-by=router-example`; a message of type `drop` is dropped and one
-//! of type `fanout` also goes to `<target>-audit`.
+//! Config (UTF-8), one of:
+//!
+//! * **Rules**, one a line: `SERVICE LABEL TARGET` — a message for `SERVICE` from a client
+//!   carrying the label `LABEL` goes to `TARGET` instead (`GRR eu GRR-eu`). Needs the `clients`
+//!   capability. A message no rule matches keeps its destination. `#` starts a comment.
+//! * **A single service name**: every message is re-addressed there.
+//!
+//! Either way, each re-addressed message is annotated `routed-by=router-example`; a message of
+//! type `drop` is dropped, and one of type `fanout` also goes to `<destination>-audit`.
 
 // Generated code: exports need `unsafe` FFI shims.
 #[allow(unsafe_code)]
@@ -12,32 +18,92 @@ mod bindings {
 
 use std::cell::RefCell;
 
+use bindings::fleetgate::plugin::clients;
 use bindings::fleetgate::plugin::types::{Address, Entry, Message, ProcessError, Routed};
 
+/// `SERVICE LABEL TARGET`.
+struct Rule {
+    service: String,
+    label: String,
+    target: String,
+}
+
+enum Config {
+    Everything(String),
+    Rules(Vec<Rule>),
+}
+
 thread_local! {
-    static TARGET: RefCell<String> = const { RefCell::new(String::new()) };
+    static CONFIG: RefCell<Config> = const { RefCell::new(Config::Rules(Vec::new())) };
+}
+
+fn parse(text: &str) -> Result<Config, String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if let [single] = lines.as_slice()
+        && !single.contains(char::is_whitespace)
+    {
+        return Ok(Config::Everything((*single).to_owned()));
+    }
+    let mut rules = Vec::new();
+    for line in lines {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [service, label, target] => rules.push(Rule {
+                service: (*service).to_owned(),
+                label: (*label).to_owned(),
+                target: (*target).to_owned(),
+            }),
+            _ => return Err(format!("bad rule {line:?}: want `SERVICE LABEL TARGET`")),
+        }
+    }
+    if rules.is_empty() {
+        return Err("config must name a target service or list rules".into());
+    }
+    Ok(Config::Rules(rules))
+}
+
+fn has_label(message: &Message, label: &str) -> bool {
+    let Some(client) = &message.source.client_id else {
+        return false;
+    };
+    clients::info(client).is_some_and(|i| i.labels.iter().any(|l| l.label == label))
+}
+
+/// Where `message` goes, or `None` to leave its destination alone.
+fn target(message: &Message) -> Option<String> {
+    CONFIG.with(|c| match &*c.borrow() {
+        Config::Everything(t) => Some(t.clone()),
+        Config::Rules(rules) => rules
+            .iter()
+            .filter(|r| r.service == message.destination.service_name)
+            .find(|r| has_label(message, &r.label))
+            .map(|r| r.target.clone()),
+    })
 }
 
 struct Router;
 
 impl bindings::Guest for Router {
     fn init(config: Vec<u8>) -> Result<(), String> {
-        let target = String::from_utf8(config).map_err(|e| e.to_string())?;
-        if target.is_empty() {
-            return Err("config must name the target service".into());
-        }
-        TARGET.with(|t| *t.borrow_mut() = target);
+        let text = String::from_utf8(config).map_err(|e| e.to_string())?;
+        let parsed = parse(&text)?;
+        CONFIG.with(|c| *c.borrow_mut() = parsed);
         Ok(())
     }
 
     fn route(message: Message) -> Result<Vec<Routed>, ProcessError> {
-        let target = TARGET.with(|t| t.borrow().clone());
+        let routed = target(&message);
         let to = |service: String| {
             let mut annotations = message.annotations.clone();
-            annotations.push(Entry {
-                key: "routed-by".into(),
-                value: "router-example".into(),
-            });
+            if routed.is_some() {
+                annotations.push(Entry {
+                    key: "routed-by".into(),
+                    value: "router-example".into(),
+                });
+            }
             Routed {
                 destination: Address {
                     client_id: message.destination.client_id.clone(),
@@ -46,10 +112,13 @@ impl bindings::Guest for Router {
                 annotations,
             }
         };
+        let dest = routed
+            .clone()
+            .unwrap_or_else(|| message.destination.service_name.clone());
         Ok(match message.message_type.as_str() {
             "drop" => Vec::new(),
-            "fanout" => vec![to(target.clone()), to(format!("{target}-audit"))],
-            _ => vec![to(target)],
+            "fanout" => vec![to(dest.clone()), to(format!("{dest}-audit"))],
+            _ => vec![to(dest)],
         })
     }
 }

@@ -1,0 +1,173 @@
+//! What a component costs per message, storage aside.
+//!
+//! ```text
+//! cargo run --release -p fleetgate-runtime --example plugin_bench [-- N]
+//! ```
+//!
+//! 1. Overhead: N messages one after another through `ServiceEntry` + `service::run` (the
+//!    engine's path: slot, budget, call) with the bundled `echo` component (a fresh pooled
+//!    instance, `init` and `process` per message, its reply handed to a sink that drops it)
+//!    against the native `NoopService`; p50/p99 per call.
+//! 2. Throughput through `echo` with `max_parallelism` 1, 10 and 100: N messages, as many in
+//!    flight as the service allows, on a Tokio runtime with one worker per core.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fleetgate_engine::service::run;
+use fleetgate_engine::{NoopService, Outcome, Service, ServiceEntry};
+use fleetgate_pb::fleetspeak::{Address, Message};
+use fleetgate_runtime::{
+    ComponentService, Grants, HostServices, Limits, MessageSink, PluginSpec, Runtime,
+    RuntimeConfig, bundled,
+};
+
+/// Drops what the plugin sends: the store is not what is measured.
+struct DropSink;
+
+#[async_trait]
+impl MessageSink for DropSink {
+    async fn send(&self, _message: Message) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+fn message(i: u64) -> Message {
+    let mut id = [0u8; 32];
+    id[..8].copy_from_slice(&i.to_be_bytes());
+    Message {
+        message_id: id.to_vec(),
+        source: Some(Address {
+            client_id: vec![1, 2, 3, 4, 5, 6, 7, 8],
+            service_name: "Echo".into(),
+        }),
+        source_message_id: i.to_be_bytes().to_vec(),
+        destination: Some(Address {
+            client_id: Vec::new(),
+            service_name: "Echo".into(),
+        }),
+        message_type: "Ping".into(),
+        data: Some(prost_types::Any {
+            type_url: "type.googleapis.com/test.Ping".into(),
+            value: vec![42; 64],
+        }),
+        ..Message::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Sequential calls; returns sorted latencies.
+async fn latencies(entry: &ServiceEntry, n: u64) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let m = message(i);
+        let t = Instant::now();
+        let outcome = run(entry, &m).await;
+        out.push(t.elapsed());
+        assert_eq!(outcome, Outcome::Processed);
+    }
+    out.sort();
+    out
+}
+
+/// N messages, `in_flight` at a time (the service's slots are the real limit). Messages/s.
+async fn throughput(entry: &ServiceEntry, n: u64, in_flight: usize) -> f64 {
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..in_flight {
+        let (entry, next) = (entry.clone(), next.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                assert_eq!(run(&entry, &message(i)).await, Outcome::Processed);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn main() {
+    let n: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20_000);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let spec = PluginSpec {
+            name: "Echo".into(),
+            origin: "bundled:echo".into(),
+            wasm: bundled::ECHO.to_vec(),
+            config: Vec::new(),
+            grants: Grants::basic().with(fleetgate_runtime::Capability::Messaging),
+            limits: Limits::default(),
+        };
+        let t = Instant::now();
+        let echo = ComponentService::load(&runtime, spec, HostServices::new(Arc::new(DropSink)))
+            .await
+            .unwrap();
+        println!(
+            "echo compiled and loaded in {:.0} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        let echo: Arc<dyn Service> = Arc::new(echo);
+        let noop: Arc<dyn Service> = Arc::new(NoopService);
+
+        // Warm up: pool slots, allocator, branch predictors.
+        latencies(&ServiceEntry::new(echo.clone(), 1), 2_000).await;
+
+        println!("\n== per-call latency, sequential, N = {n} ==");
+        let native = latencies(&ServiceEntry::new(noop.clone(), 1), n).await;
+        let wasm = latencies(&ServiceEntry::new(echo.clone(), 1), n).await;
+        println!(
+            "{:<12} {:>10} {:>10} {:>10}",
+            "service", "p50 µs", "p99 µs", "max µs"
+        );
+        for (name, l) in [("NoopService", &native), ("echo (wasm)", &wasm)] {
+            println!(
+                "{name:<12} {:>10.2} {:>10.2} {:>10.1}",
+                us(percentile(l, 0.5)),
+                us(percentile(l, 0.99)),
+                us(*l.last().unwrap())
+            );
+        }
+        println!(
+            "added by the component: p50 {:.2} µs, p99 {:.2} µs",
+            us(percentile(&wasm, 0.5)) - us(percentile(&native, 0.5)),
+            us(percentile(&wasm, 0.99)) - us(percentile(&native, 0.99))
+        );
+
+        println!("\n== throughput through echo, N = {n}, {cores} worker threads ==");
+        println!(
+            "{:<16} {:>12} {:>14}",
+            "max_parallelism", "msg/s", "msg/s per core"
+        );
+        for p in [1u32, 10, 100] {
+            let entry = ServiceEntry::new(echo.clone(), p);
+            let rate = throughput(&entry, n, p as usize).await;
+            // One call at a time can use at most one core.
+            let used = (p as usize).min(cores) as f64;
+            println!("{p:<16} {rate:>12.0} {:>14.0}", rate / used);
+        }
+    });
+}
