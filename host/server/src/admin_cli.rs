@@ -25,6 +25,9 @@ commands (as fleetspeak-admin):
   listactivebroadcasts [<service>]
   disablebroadcasts <broadcast_id>...
 commands (Fleetgate):
+  createbroadcast <service> <message_type> <limit|unlimited> [<payload file>|-]
+         [--labels=svc:label,...] [--expires=SECONDS] [--type_url=URL]
+         clients having every label get the message once, up to limit clients
   insert <client_id> <service> <message_type> [<payload file>|-] [--type_url URL]
          payload from the file, or stdin with '-'; client_id 'server' sends to a server service
   status <message_id>
@@ -44,6 +47,18 @@ const FLAGS: &[FlagSpec] = &[
         kind: FlagKind::Bool,
         default: "",
         usage: "machine-readable output",
+    },
+    FlagSpec {
+        name: "labels",
+        kind: FlagKind::String,
+        default: "",
+        usage: "createbroadcast: required labels, service:label,...",
+    },
+    FlagSpec {
+        name: "expires",
+        kind: FlagKind::Int,
+        default: "0",
+        usage: "createbroadcast: seconds until the broadcast expires (0: never)",
     },
     FlagSpec {
         name: "type_url",
@@ -169,6 +184,7 @@ pub async fn run(args: &[String]) -> Result<String> {
                 .await?;
             Ok(fmt::broadcasts(r.into_inner().broadcasts, json))
         }
+        ("createbroadcast", 3 | 4) => create_broadcast(&mut admin, &cargs, &o, json).await,
         ("disablebroadcasts", n) if n > 0 => {
             let ids: Vec<_> = parse_ids(&cargs, BroadcastId::from_hex)?
                 .iter()
@@ -259,17 +275,7 @@ async fn insert(
     } else {
         Some(ClientId::from_hex(&a[0])?)
     };
-    let value = match a.get(3).map(String::as_str) {
-        None => Vec::new(),
-        Some("-") => {
-            let mut v = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut v)
-                .context("reading the payload from stdin")?;
-            v
-        }
-        Some(path) => std::fs::read(path).with_context(|| format!("reading {path}"))?,
-    };
+    let value = payload(a.get(3))?;
     let id = MessageId::random();
     let m = Message {
         message_id: id.to_vec(),
@@ -335,4 +341,84 @@ async fn pending(
     };
     let r = admin.get_pending_messages(req).await?.into_inner();
     Ok(fmt::messages(r.messages, json))
+}
+
+/// A payload from a file, from stdin with `-`, or empty.
+fn payload(arg: Option<&String>) -> Result<Vec<u8>> {
+    match arg.map(String::as_str) {
+        None => Ok(Vec::new()),
+        Some("-") => {
+            let mut v = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .context("reading the payload from stdin")?;
+            Ok(v)
+        }
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {path}")),
+    }
+}
+
+async fn create_broadcast(
+    admin: &mut AdminClient<Channel>,
+    a: &[String],
+    o: &Opts,
+    json: bool,
+) -> Result<String> {
+    let limit = match a[2].as_str() {
+        "unlimited" => i64::MAX as u64,
+        n => n.parse::<u64>().with_context(|| format!("limit {n:?}"))?,
+    };
+    let required_labels = o
+        .value("labels")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (service_name, label) = l
+                .split_once(':')
+                .with_context(|| format!("label {l:?} is not service:label"))?;
+            Ok(fleetgate_pb::fleetspeak::Label {
+                service_name: service_name.into(),
+                label: label.into(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let secs: u64 = o
+        .value("expires")
+        .unwrap_or("0")
+        .parse()
+        .context("--expires")?;
+    let expiration_time = (secs > 0).then(|| {
+        fleetgate_types::time::to_timestamp(
+            std::time::SystemTime::now() + Duration::from_secs(secs),
+        )
+    });
+    let id = BroadcastId::random();
+    let broadcast = Broadcast {
+        broadcast_id: id.to_vec(),
+        source: Some(Address {
+            client_id: Vec::new(),
+            service_name: a[0].clone(),
+        }),
+        message_type: a[1].clone(),
+        required_labels,
+        expiration_time,
+        data: Some(prost_types::Any {
+            type_url: o.value("type_url").unwrap_or_default().to_owned(),
+            value: payload(a.get(3))?,
+        }),
+        ..Default::default()
+    };
+    admin
+        .create_broadcast(CreateBroadcastRequest {
+            broadcast: Some(broadcast),
+            limit,
+        })
+        .await
+        .map_err(|s| anyhow!("CreateBroadcast failed: {}", s.message()))?;
+    Ok(if json {
+        format!("{{\"broadcast_id\":\"{id}\"}}")
+    } else {
+        format!("Created broadcast {id}.")
+    })
 }
