@@ -28,7 +28,6 @@ pub const MAX_FRAME: usize = 20 * 1024 * 1024;
 /// Client frames buffered before the request body applies back-pressure.
 const BODY_DEPTH: usize = 16;
 
-
 /// Where and how to connect; shared by every connection of one client.
 #[derive(Clone)]
 pub struct Endpoint {

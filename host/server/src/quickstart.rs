@@ -173,7 +173,10 @@ fn bundled_services(dir: &Path) -> Result<ServerConfig> {
     Ok(ServerConfig {
         services: vec![wasm("Echo", echo), wasm("MessageSaver", saver)],
         // As GRR configures it: new broadcasts reach connected clients within a second or two.
-        broadcast_poll_time: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+        broadcast_poll_time: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
     })
 }
 
