@@ -156,6 +156,15 @@ async fn grr_connector_exchanges_messages_with_a_client() {
     )
     .await;
     assert_eq!(listed[0].1, want);
+
+    // GRR's KeepAlive thread calls the admin API every 5 s with a 1 s deadline and logs a
+    // warning when a call fails. Let it run at least twice more, then check it never failed.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let log = connector.log_text();
+    assert!(
+        !log.contains("KeepAlive rpc failed") && !log.contains("Exception in KeepAlive"),
+        "the connector's KeepAlive loop failed against Fleetgate:\n{log}"
+    );
 }
 
 #[tokio::test]
