@@ -67,6 +67,46 @@ async fn fleetspeak_admin_lists_clients_from_fleetgate() {
         row.contains("client:amd64") && row.contains("client:linux"),
         "row: {row}"
     );
+
+    // analysehistory: the original CLI and ours summarise the same contacts the same way.
+    let hex_id = hex::encode(&id);
+    let theirs = Command::new("timeout")
+        .args([
+            "20",
+            cli.to_str().unwrap_or_default(),
+            "-admin_addr",
+            &addr,
+            "analysehistory",
+            &hex_id,
+        ])
+        .output()
+        .expect("fleetspeak-admin analysehistory");
+    let ours = Command::new(fleetgate_tests::env::fleetgate_bin())
+        .args(["admin", "--admin_addr", &addr, "analysehistory", &hex_id])
+        .output()
+        .expect("fleetgate admin analysehistory");
+    let summary = |out: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("Count:") || l.contains("Split") || l.contains("Skips:"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert!(
+        theirs.status.success() && ours.status.success(),
+        "{theirs:?}\n{ours:?}"
+    );
+    assert!(
+        summary(&ours)
+            .iter()
+            .any(|l| l.starts_with("Contact Count:")),
+        "{ours:?}"
+    );
+    assert_eq!(
+        summary(&ours),
+        summary(&theirs),
+        "ours:\n{ours:?}\ntheirs:\n{theirs:?}"
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ usage: fleetgate admin [--admin_addr HOST:PORT] [--json] <command> [args]
 commands (as fleetspeak-admin):
   listclients [<client_id>...]
   listcontacts <client_id> [limit]
+  analysehistory <client_id>
   blacklistclients <client_id>...
   storefile <service> <file_name> <path>
   deletefile <service> <file_name>
@@ -130,6 +131,15 @@ pub async fn run(args: &[String]) -> Result<String> {
                 .await?
                 .into_inner();
             Ok(fmt::clients(r.clients, json))
+        }
+        ("analysehistory", 1) => {
+            let id = ClientId::from_hex(&cargs[0])?;
+            let req = ListClientContactsRequest {
+                client_id: id.to_vec(),
+            };
+            let contacts = admin.list_client_contacts(req).await?.into_inner().contacts;
+            let summary = crate::admin_history::summarise(contacts.clone())?;
+            Ok(crate::admin_history::render(&contacts, &summary))
         }
         ("listcontacts", 1 | 2) => {
             let id = ClientId::from_hex(&cargs[0])?;

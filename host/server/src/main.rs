@@ -12,6 +12,7 @@
 
 mod admin_cli;
 mod admin_format;
+mod admin_history;
 mod certs;
 mod cli;
 mod clientconf;
