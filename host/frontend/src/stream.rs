@@ -155,18 +155,21 @@ pub async fn run<S: StreamSession, B: Body<Data = Bytes, Error = hyper::Error> +
     let mut push_failures = 0u32;
     let mut done_sent = false;
     let mut shutting_down = false;
+    let mut done_at = timing.done_at;
     loop {
         tokio::select! {
             biased;
             () = sleep_until(deadline) => return End::Deadline,
             () = shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
-                deadline = deadline.min(Instant::now() + timing.close_time);
-                if !done_sent && let Err(end) = send_done(&tx, deadline, &mut done_sent, &mut push).await {
-                    return end;
-                }
+                let now = Instant::now();
+                deadline = deadline.min(now + timing.close_time);
+                // Spread `done_sending` over the first half of the close window, so the clients
+                // of a stopping server do not all reconnect in the same instant; each still has
+                // at least half the window to drain its acks.
+                done_at = done_at.min(now + shutdown_spread(timing.close_time));
             }
-            () = sleep_until(timing.done_at), if !done_sent => {
+            () = sleep_until(done_at), if !done_sent => {
                 if let Err(end) = send_done(&tx, deadline, &mut done_sent, &mut push).await {
                     return end;
                 }
@@ -229,6 +232,16 @@ fn next_push<S: StreamSession>(session: &S, delay: Duration) -> BoxFuture<'_, Pu
         }
         session.next_messages().await
     })
+}
+
+/// A random delay in `[0, close_time / 2)`.
+fn shutdown_spread(close_time: Duration) -> Duration {
+    let half_ms = u64::try_from(close_time.as_millis() / 2).unwrap_or(u64::MAX);
+    if half_ms == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(rand::random_range(0..half_ms))
+    }
 }
 
 /// `(100 ms + U[0,100 ms]) × 1.5^failures`, capped at 30 s (§7.5).
