@@ -21,7 +21,7 @@ const COMMON: &[FlagSpec] = &[
     flag(
         "watch_plugins",
         FlagKind::Bool,
-        "reload plugins when the services config or a component file changes (polled every second)",
+        "reload plugins when the services config or a component file changes (polled every 100 ms)",
     ),
 ];
 
