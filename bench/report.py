@@ -65,6 +65,13 @@ if get("go", "top.clients") or get("fleetgate", "top.clients"):
     row("top level: lost", "top.lost", "", True)
 row("**upload**: processed by the NOOP service (database, steady state)", "upload.processed_per_s",
     "msg/s", False, target=lambda r: r >= 3)
+offered = num("fleetgate", "upload.offered_per_s")
+done = num("fleetgate", "upload.processed_per_s")
+if offered and done and done >= 0.95 * offered:
+    rows[-1] = rows[-1][:4] + (rows[-1][4] + ", a lower bound: Fleetgate kept up with the offered "
+                               f"{offered:.0f} msg/s; raise --upload-rate", rows[-1][5])
+rows.append(("upload: offered by the clients", get("go", "upload.offered_per_s"),
+             get("fleetgate", "upload.offered_per_s"), "msg/s", "", ""))
 row("upload: acked frames' messages, as the loadgen counts them", "upload.acked_per_s", "msg/s", False)
 row("upload: sent by the clients (whole run)", "upload.sent", "", False)
 row("upload: processed (whole run, database)", "upload.processed", "", False)
