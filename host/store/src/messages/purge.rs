@@ -9,7 +9,7 @@ use fleetgate_types::time::to_timestamp;
 use fleetgate_types::{ClientId, MessageId};
 use sea_orm::Value;
 
-use super::write::{ResultUpdate, apply_results, corrupt};
+use super::write::{corrupt, fail_client_messages};
 use crate::api::Result;
 use crate::db::{CHUNK, placeholders};
 use crate::store::SeaOrmStore;
@@ -87,15 +87,7 @@ pub(crate) async fn purge(s: &SeaOrmStore, clients: &[ClientId], f: &Filter<'_>)
                     ids.push(MessageId::from_bytes(&raw).map_err(|e| corrupt(q.op, e))?);
                 }
             }
-            let updates: Vec<ResultUpdate<'_>> = ids
-                .iter()
-                .map(|id| ResultUpdate {
-                    for_server: false,
-                    id: *id,
-                    result,
-                })
-                .collect();
-            apply_results(&q, &updates, UNIX_EPOCH).await?;
+            fail_client_messages(&q, &ids, result).await?;
             Ok(ids.len() as u64)
         })
     })

@@ -8,7 +8,7 @@ use prost_types::Timestamp;
 use sea_orm::{ConnectionTrait, Value};
 
 use super::rows::{self, MSG_COLS, data_cols};
-use super::write::{ResultUpdate, apply_results, corrupt};
+use super::write::{corrupt, fail_client_messages};
 use crate::StoreError;
 use crate::api::Result;
 use crate::db::{CHUNK, Q, placeholders, to_i64};
@@ -160,15 +160,7 @@ pub(crate) async fn delete_pending_messages(s: &SeaOrmStore, clients: &[ClientId
                     MessageId::from_bytes(&q.row(&r).bytes(0)?).map_err(|e| corrupt(q.op, e))?,
                 );
             }
-            let updates: Vec<ResultUpdate<'_>> = ids
-                .iter()
-                .map(|id| ResultUpdate {
-                    for_server: false,
-                    id: *id,
-                    result,
-                })
-                .collect();
-            apply_results(&q, &updates, std::time::UNIX_EPOCH).await
+            fail_client_messages(&q, &ids, result).await
         })
     })
     .await

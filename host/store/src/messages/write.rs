@@ -193,6 +193,24 @@ pub(crate) async fn insert_rows(
 }
 
 /// Sets results and removes the pending rows. Identical results (a batch of acks) share one UPDATE.
+/// Gives every client-bound message in `ids` the same `result` (which carries its own time) and
+/// removes it from the pending queue: how admin deletions and purges fail messages.
+pub(crate) async fn fail_client_messages(
+    q: &Q<'_, DatabaseTransaction>,
+    ids: &[MessageId],
+    result: &MessageResult,
+) -> Result<()> {
+    let updates: Vec<ResultUpdate<'_>> = ids
+        .iter()
+        .map(|id| ResultUpdate {
+            for_server: false,
+            id: *id,
+            result,
+        })
+        .collect();
+    apply_results(q, &updates, std::time::UNIX_EPOCH).await
+}
+
 pub(crate) async fn apply_results(
     q: &Q<'_, DatabaseTransaction>,
     items: &[ResultUpdate<'_>],
