@@ -28,6 +28,7 @@ pub mod node;
 pub mod pki;
 pub mod ports;
 pub mod server;
+pub mod tag_plugins;
 pub mod tls;
 pub mod wait;
 

@@ -5,81 +5,13 @@
 //! (host/runtime/tests/reload.rs).
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_client::FleetgateAdminClient;
-use fleetgate_pb::fleetgate::admin::v1::{ListPluginsRequest, PluginStatus};
+use fleetgate_tests::tag_plugins::{TagPlugins, build, digest, tag_status};
 use fleetgate_tests::{Server, ServerOptions, env};
-use sha2::{Digest, Sha256};
 
-/// A temp dir with the services config, the live component and the tag directory.
-struct Plugins {
-    dir: tempfile::TempDir,
-}
-
-impl Plugins {
-    fn new() -> Self {
-        let p = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir(p.dir.path().join("tags")).unwrap();
-        p.install(&build("a"));
-        let config = format!(
-            r#"services {{
-  name: "Tag"
-  factory: "WASM"
-  config {{
-    [type.googleapis.com/fleetgate.plugin.v1.WasmConfig] {{
-      path: "{}"
-      config: "/tags"
-      preopens {{ host_path: "{}" guest_path: "/tags" }}
-    }}
-  }}
-}}
-"#,
-            p.live().display(),
-            p.dir.path().join("tags").display()
-        );
-        std::fs::write(p.config(), config).unwrap();
-        p
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("services.config")
-    }
-
-    fn live(&self) -> PathBuf {
-        self.dir.path().join("tag.wasm")
-    }
-
-    /// Replaces the live component atomically, as a deployment would.
-    fn install(&self, wasm: &[u8]) {
-        let tmp = self.dir.path().join("tag.wasm.tmp");
-        std::fs::write(&tmp, wasm).unwrap();
-        std::fs::rename(&tmp, self.live()).unwrap();
-    }
-}
-
-/// A tag build, as the plugins workspace left it.
-fn build(tag: &str) -> Vec<u8> {
-    let path = env::workspace_root().join(format!(
-        "plugins/target/wasm32-wasip2/release/test_tag_{tag}.wasm"
-    ));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (build it: cd plugins && cargo build --release --target wasm32-wasip2)",
-            path.display()
-        )
-    })
-}
-
-fn digest(wasm: &[u8]) -> String {
-    hex::encode(Sha256::digest(wasm))
-}
-
-async fn start(p: &Plugins, watch: bool) -> Server {
+async fn start(p: &TagPlugins, watch: bool) -> Server {
     let mut extra_args = vec!["--services_config".into(), p.config().display().to_string()];
     if watch {
         extra_args.push("--watch_plugins".into());
@@ -89,15 +21,6 @@ async fn start(p: &Plugins, watch: bool) -> Server {
         ..ServerOptions::default()
     })
     .await
-}
-
-async fn tag_status(server: &Server) -> PluginStatus {
-    let mut ext = FleetgateAdminClient::connect(format!("http://{}", server.admin_addr()))
-        .await
-        .unwrap();
-    let list = ext.list_plugins(ListPluginsRequest {}).await.unwrap();
-    let plugins = list.into_inner().plugins;
-    plugins.into_iter().find(|p| p.service == "Tag").unwrap()
 }
 
 /// Waits until the `Tag` service runs `wasm` as generation `generation`.
@@ -128,7 +51,7 @@ fn admin_cli(server: &Server, args: &[&str]) -> Output {
 
 #[tokio::test]
 async fn sighup_and_admin_reload_swap_plugins_and_refuse_broken_ones() {
-    let p = Plugins::new();
+    let p = TagPlugins::new(&build("a"));
     let mut server = start(&p, false).await;
     let (a, b) = (build("a"), build("b"));
     wait_for(&server, &a, 1, Duration::ZERO).await;
@@ -175,7 +98,7 @@ async fn sighup_and_admin_reload_swap_plugins_and_refuse_broken_ones() {
 
 #[tokio::test]
 async fn watch_plugins_reloads_on_a_component_change() {
-    let p = Plugins::new();
+    let p = TagPlugins::new(&build("a"));
     let mut server = start(&p, true).await;
     let (a, b) = (build("a"), build("b"));
     wait_for(&server, &a, 1, Duration::ZERO).await;

@@ -5,95 +5,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fleetgate_loadgen::{LoadgenConfig, Mode, Outbound};
-use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_client::FleetgateAdminClient;
-use fleetgate_pb::fleetgate::admin::v1::{ListPluginsRequest, PluginStatus};
+use fleetgate_tests::tag_plugins::{TagPlugins, build, digest, tag_status};
 use fleetgate_tests::{Server, ServerOptions, env};
-use sha2::{Digest, Sha256};
 
 const CLIENTS: usize = 20;
 const RELOADS: u64 = 20;
-
-/// A temp dir with the services config, the live component and the tag directory.
-struct Plugins {
-    dir: tempfile::TempDir,
-}
-
-impl Plugins {
-    fn new(initial: &[u8]) -> Self {
-        let p = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        std::fs::create_dir(p.tags()).unwrap();
-        p.install(initial);
-        let config = format!(
-            r#"services {{
-  name: "Tag"
-  factory: "WASM"
-  config {{
-    [type.googleapis.com/fleetgate.plugin.v1.WasmConfig] {{
-      path: "{}"
-      config: "/tags"
-      preopens {{ host_path: "{}" guest_path: "/tags" }}
-    }}
-  }}
-}}
-"#,
-            p.live().display(),
-            p.tags().display()
-        );
-        std::fs::write(p.config(), config).unwrap();
-        p
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("services.config")
-    }
-
-    fn live(&self) -> PathBuf {
-        self.dir.path().join("tag.wasm")
-    }
-
-    fn tags(&self) -> PathBuf {
-        self.dir.path().join("tags")
-    }
-
-    /// Replaces the live component atomically, as a deployment would.
-    fn install(&self, wasm: &[u8]) {
-        let tmp = self.dir.path().join("tag.wasm.tmp");
-        std::fs::write(&tmp, wasm).unwrap();
-        std::fs::rename(&tmp, self.live()).unwrap();
-    }
-}
-
-/// A tag build, as the plugins workspace left it.
-fn build(tag: &str) -> Vec<u8> {
-    let path = env::workspace_root().join(format!(
-        "plugins/target/wasm32-wasip2/release/test_tag_{tag}.wasm"
-    ));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (build it: cd plugins && cargo build --release --target wasm32-wasip2)",
-            path.display()
-        )
-    })
-}
-
-fn digest(wasm: &[u8]) -> String {
-    hex::encode(Sha256::digest(wasm))
-}
-
-async fn tag_status(server: &Server) -> PluginStatus {
-    let mut ext = FleetgateAdminClient::connect(format!("http://{}", server.admin_addr()))
-        .await
-        .unwrap();
-    let list = ext.list_plugins(ListPluginsRequest {}).await.unwrap();
-    let plugins = list.into_inner().plugins;
-    plugins.into_iter().find(|p| p.service == "Tag").unwrap()
-}
 
 /// `fleetgate admin ... <args>`, without blocking the runtime the loadgen runs on.
 async fn admin_cli(server: &Server, args: &[&str]) -> std::process::Output {
@@ -121,7 +41,7 @@ fn tag_files(dir: &Path) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reloads_under_live_traffic_drop_no_connection() {
     let (a, b) = (build("a"), build("b"));
-    let p = Plugins::new(&a);
+    let p = TagPlugins::new(&a);
     let mut server = Server::start(ServerOptions {
         extra_args: vec!["--services_config".into(), p.config().display().to_string()],
         ..ServerOptions::default()
