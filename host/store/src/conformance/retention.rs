@@ -22,12 +22,10 @@ pub fn cases() -> Vec<Case> {
 const T0: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
 
-async fn retention(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
-    clock.set(secs(T0));
-    add_client(&*s, 1).await;
-    let old_contacts = [contact(&*s, 1).await, contact(&*s, 1).await];
+/// One resource-usage record for client 1, received now.
+async fn record_usage(s: &dyn Store, scope: &str) {
     let rud = ResourceUsageData {
-        scope: "old".into(),
+        scope: scope.into(),
         process_start_time: super::ts(1, 0),
         data_timestamp: super::ts(2, 0),
         ..Default::default()
@@ -36,6 +34,13 @@ async fn retention(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
         "record rud",
         s.record_resource_usage_data(client(1), &rud).await,
     );
+}
+
+async fn retention(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
+    clock.set(secs(T0));
+    add_client(&*s, 1).await;
+    let old_contacts = [contact(&*s, 1).await, contact(&*s, 1).await];
+    record_usage(&*s, "old").await;
 
     // Old: one finished client-bound, one pending client-bound, one pending server-bound.
     let mut finished = to_client(
@@ -65,16 +70,7 @@ async fn retention(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
 
     clock.set(secs(T0 + 10 * DAY));
     let new_contact = contact(&*s, 1).await;
-    let rud = ResourceUsageData {
-        scope: "new".into(),
-        process_start_time: super::ts(1, 0),
-        data_timestamp: super::ts(2, 0),
-        ..Default::default()
-    };
-    ok(
-        "record rud",
-        s.record_resource_usage_data(client(1), &rud).await,
-    );
+    record_usage(&*s, "new").await;
     let mut recent = to_client(
         mid("00000000000000000000000000000004"),
         client(1),
