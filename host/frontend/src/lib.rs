@@ -91,8 +91,10 @@ impl FrontendConfig {
             proxy_protocol: false,
             cert_source: CertSource::Mtls,
             cleartext: false,
-            streaming_lifespan: Duration::from_secs(600),
-            streaming_jitter: Duration::ZERO,
+            // 9.5 min + U[0, 30 s): never past the 10 minutes the client expects, and streams
+            // opened together (after a restart) do not all end together.
+            streaming_lifespan: Duration::from_secs(570),
+            streaming_jitter: Duration::from_secs(30),
             streaming_close_time: Duration::from_secs(30),
             max_body: MAX_BODY,
             contact_timeout: Duration::from_secs(300),

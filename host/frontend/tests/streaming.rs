@@ -119,6 +119,7 @@ async fn compressed_stream_without_an_end_is_decoded_frame_by_frame() {
 async fn done_sending_exactly_once_then_acks_until_the_deadline() {
     let server = start(|c| {
         c.streaming_lifespan = Duration::from_millis(1500);
+        c.streaming_jitter = Duration::ZERO;
         c.streaming_close_time = Duration::from_millis(1000);
     })
     .await;
