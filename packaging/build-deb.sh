@@ -9,30 +9,41 @@
 #       `fleetgate config`), fleetspeak-server.service → fleetgate.service. It conflicts with
 #       and replaces the real fleetspeak-server package.
 #
-# Usage: packaging/build-deb.sh [--compat] [--no-build]
+# Usage: packaging/build-deb.sh [--compat] [--no-build] [--bin PATH] [--out DIR] [--fast]
 #   --no-build   package the existing target/release/fleetgate
+#   --bin PATH   package this binary instead (implies --no-build; the tests package the
+#                debug build)
+#   --out DIR    write the packages to DIR (default target/debian)
+#   --fast       gzip -1 instead of dpkg-deb's default xz: seconds instead of a minute for a
+#                debug binary
 set -euo pipefail
 
+usage="usage: $0 [--compat] [--no-build] [--bin PATH] [--out DIR] [--fast]"
 cd "$(dirname "$0")/.."
 compat=false
 build=true
-for arg in "$@"; do
-    case "$arg" in
+bin=target/release/fleetgate
+out=target/debian
+compress=()
+while [ $# -gt 0 ]; do
+    case "$1" in
         --compat) compat=true ;;
         --no-build) build=false ;;
-        *) echo "usage: $0 [--compat] [--no-build]" >&2; exit 2 ;;
+        --bin) bin=${2:?$usage}; build=false; shift ;;
+        --out) out=${2:?$usage}; shift ;;
+        --fast) compress=(-Zgzip -z1) ;;
+        *) echo "$usage" >&2; exit 2 ;;
     esac
+    shift
 done
 
 if $build; then
     cargo build --release -p fleetgate-server
 fi
-bin=target/release/fleetgate
 [ -x "$bin" ] || { echo "$bin is missing; run without --no-build" >&2; exit 1; }
 
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' Cargo.toml)
 arch=$(dpkg --print-architecture)
-out=target/debian
 mkdir -p "$out"
 
 # control <package> <relations> <description-file-or-empty>
@@ -58,7 +69,7 @@ install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debia
     "$root/DEBIAN/"
 control fleetgate "" >"$root/DEBIAN/control"
 echo "Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)" >>"$root/DEBIAN/control"
-dpkg-deb --root-owner-group --build "$root" "$out/fleetgate_${version}_${arch}.deb"
+dpkg-deb --root-owner-group "${compress[@]}" --build "$root" "$out/fleetgate_${version}_${arch}.deb"
 
 # --- fleetgate-fleetspeak-compat -----------------------------------------------------------
 if $compat; then
@@ -80,6 +91,6 @@ if $compat; then
  fleetspeak-server.service as an alias of fleetgate.service, so that scripts and GRR
  set-ups that start fleetspeak-server run Fleetgate instead.
 TEXT
-    dpkg-deb --root-owner-group --build "$root" "$out/fleetgate-fleetspeak-compat_${version}_${arch}.deb"
+    dpkg-deb --root-owner-group "${compress[@]}" --build "$root" "$out/fleetgate-fleetspeak-compat_${version}_${arch}.deb"
 fi
 ls -l "$out"/*.deb

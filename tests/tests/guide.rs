@@ -104,9 +104,22 @@ fn logs(work: &Path) -> String {
     out
 }
 
-/// `PATH` with `fleetgate` and `fleetspeak-client` first, and `/usr/sbin` (haproxy).
-fn path_with_tools(bin: &Path) -> String {
-    std::os::unix::fs::symlink(fleetgate_bin(), bin.join("fleetgate")).expect("linking fleetgate");
+/// Which `fleetgate` the guide's commands run.
+#[derive(Clone, Copy, PartialEq)]
+enum Fleetgate {
+    /// The binary under test (`FLEETGATE_BIN`).
+    Built,
+    /// The one a package installed as `/usr/bin/fleetgate`.
+    Installed,
+}
+
+/// `PATH` with `fleetspeak-client` (and `fleetgate`, unless installed) first, and `/usr/sbin`
+/// (haproxy).
+fn path_with_tools(bin: &Path, fleetgate: Fleetgate) -> String {
+    if fleetgate == Fleetgate::Built {
+        std::os::unix::fs::symlink(fleetgate_bin(), bin.join("fleetgate"))
+            .expect("linking fleetgate");
+    }
     std::os::unix::fs::symlink(
         peers_venv().join("fleetspeak-client-bin/usr/bin/fleetspeak-client"),
         bin.join("fleetspeak-client"),
@@ -158,7 +171,7 @@ async fn distributed_walkthrough_runs_as_written() {
         work: work.clone(),
         database: database.clone(),
     };
-    let path = path_with_tools(&bin);
+    let path = path_with_tools(&bin, Fleetgate::Built);
 
     let run = tokio::task::spawn_blocking(move || {
         Command::new("timeout")
@@ -265,17 +278,17 @@ fn as_script(blocks: &[String]) -> String {
     out
 }
 
-/// Runs `script` as root in fresh mount, network and PID namespaces, with `/etc`, `/var/lib`
-/// and `/tmp` as overlays on a tmpfs: the guide's paths are real, nothing reaches the machine,
-/// and everything the script started dies with it.
-fn run_isolated(script: &str) -> (bool, String) {
+/// Runs `script` as root in fresh mount, network and PID namespaces, with `/etc`, `/usr`,
+/// `/var` and `/tmp` as overlays on a tmpfs: the guide's paths are real (a package can even be
+/// installed), nothing reaches the machine, and everything the script started dies with it.
+fn run_isolated(script: &str, fleetgate: Fleetgate) -> (bool, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let bin = dir.path().join("bin");
     std::fs::create_dir_all(&bin).expect("creating bin");
-    let path = path_with_tools(&bin);
+    let path = path_with_tools(&bin, fleetgate);
     let preamble = "set -euo pipefail
 mount -t tmpfs guide /mnt
-for d in etc var/lib tmp; do
+for d in etc usr var tmp; do
   n=${d//\\//_}; mkdir -p /mnt/$n.up /mnt/$n.work
   mount -t overlay guide -o lowerdir=/$d,upperdir=/mnt/$n.up,workdir=/mnt/$n.work /$d
 done
@@ -307,7 +320,7 @@ ip link set lo up
 fn quickstart_section_runs_as_written() {
     let blocks = blocks(&guide(), "## 1. Single machine: quickstart");
     assert_eq!(blocks.len(), 2, "expected the server and the client blocks");
-    let (ok, out) = run_isolated(&as_script(&blocks));
+    let (ok, out) = run_isolated(&as_script(&blocks), Fleetgate::Built);
     println!("{out}");
     assert!(ok, "§1 failed:\n{out}");
     assert!(
@@ -330,7 +343,7 @@ fn installation_sections_run_as_written() {
         blocks.len() >= 5,
         "expected §2 and §3's steps, got {blocks:?}"
     );
-    let (ok, out) = run_isolated(&as_script(&blocks));
+    let (ok, out) = run_isolated(&as_script(&blocks), Fleetgate::Built);
     println!("{out}");
     assert!(ok, "§2–§3 failed:\n{out}");
     assert!(
@@ -341,5 +354,82 @@ fn installation_sections_run_as_written() {
         out.lines()
             .any(|l| l.contains("[client:amd64,client:linux]")),
         "listclients should show the enrolled client:\n{out}"
+    );
+}
+
+/// Stands in for systemd, which does not run here: `systemctl enable --now fleetgate` starts
+/// the installed unit's `ExecStart` as the unit's `User`, as systemd would.
+const SYSTEMCTL: &str = r#"
+systemctl() {
+  [ "$*" = "enable --now fleetgate" ] || { echo "systemctl $* is not emulated" >&2; return 1; }
+  local unit=/usr/lib/systemd/system/fleetgate.service
+  local user exec_start
+  user=$(sed -n 's/^User=//p' $unit)
+  exec_start=$(sed -n 's/^ExecStart=//p' $unit)
+  runuser -u "$user" -- $exec_start > /tmp/fleetgate.log 2>&1 &
+  local pid=$!
+  until ss -ltn | grep -q ':4443 '; do
+    kill -0 $pid 2>/dev/null || { cat /tmp/fleetgate.log >&2; return 1; }
+    sleep 0.2
+  done
+}
+"#;
+
+/// §7: the packages built by the documented script install, create the service user and
+/// directories, provide the `fleetspeak-server` names, and the unit's command line, run as its
+/// user on §2's configuration, serves a real client (§3).
+#[test]
+fn packages_install_and_the_unit_serves_a_client() {
+    let debs = tempfile::tempdir().expect("temp dir");
+    let build = Command::new("bash")
+        .arg(workspace_root().join("packaging/build-deb.sh"))
+        .args(["--compat", "--fast", "--bin"])
+        .arg(fleetgate_bin())
+        .arg("--out")
+        .arg(debs.path())
+        .output()
+        .expect("running build-deb.sh");
+    assert!(
+        build.status.success(),
+        "build-deb.sh failed:\n{}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+
+    let guide = guide();
+    let configurator_input = blocks(&guide, "## 2. Single machine, the Fleetspeak way")
+        .into_iter()
+        .find(|b| b.contains("configurator.config <<"))
+        .expect("§2's configurator input");
+    let enable = blocks(&guide, "## 7. Packages and systemd")
+        .into_iter()
+        .find(|b| b.contains("systemctl enable"))
+        .expect("§7's systemctl block");
+    let client = blocks(&guide, "## 3. Running the Go client");
+    let install = format!(
+        "dpkg -i {dir}/fleetgate_*.deb {dir}/fleetgate-fleetspeak-compat_*.deb
+getent passwd fleetspeak
+stat -c '%U %a %n' /var/lib/fleetgate /etc/fleetspeak-server/server.services.config
+echo \"fleetspeak-server -> $(readlink /usr/bin/fleetspeak-server)\"
+{SYSTEMCTL}
+",
+        dir = debs.path().display()
+    );
+    let mut steps = vec![install, configurator_input, enable];
+    steps.extend(client);
+    let (ok, out) = run_isolated(&as_script(&steps), Fleetgate::Installed);
+    println!("{out}");
+    assert!(ok, "§7 failed:\n{out}");
+    for expected in [
+        "fleetspeak 750 /var/lib/fleetgate",
+        "root 644 /etc/fleetspeak-server/server.services.config",
+        "fleetspeak-server -> fleetgate",
+    ] {
+        assert!(out.contains(expected), "expected {expected:?}:\n{out}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.contains("[client:amd64,client:linux]")),
+        "the packaged server should have enrolled the client:\n{out}"
     );
 }
