@@ -25,7 +25,8 @@ const COMMON: &[FlagSpec] = &[
     ),
 ];
 
-/// The router for `fleetgate server` with text-format files (TOML has a `[router]` table).
+/// The router for `quickstart`, and for `fleetgate server` with text-format files (TOML has a
+/// `[router]` table).
 const ROUTER: &[FlagSpec] = &[
     flag(
         "router",
@@ -149,7 +150,7 @@ pub struct Logging {
 
 #[derive(Debug)]
 pub enum Command {
-    Quickstart(Options, Logging),
+    Quickstart(Box<Options>, Logging),
     Server(Box<ServerFlags>, Logging),
     Admin(Vec<String>),
     Loadgen(Vec<String>),
@@ -198,6 +199,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
         let spec: Vec<FlagSpec> = QUICKSTART
             .iter()
             .chain(COMMON)
+            .chain(ROUTER)
             .chain(GLOG_FLAGS)
             .copied()
             .collect();
@@ -247,7 +249,10 @@ fn quickstart_options(f: &Flags) -> Command {
     o.stats_listen = f.value("stats_listen").map(str::to_owned);
     o.health_listen = f.value("health_listen").map(str::to_owned);
     o.services_config = f.value("services_config").map(PathBuf::from);
-    Command::Quickstart(o, logging(f))
+    o.router = f
+        .value("router")
+        .map(|p| crate::routing::from_flags(p, f.value("router_config")));
+    Command::Quickstart(Box::new(o), logging(f))
 }
 
 pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()> {
@@ -256,7 +261,7 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
             println!("{}", usage());
             Ok(())
         }
-        Command::Quickstart(o, _) => quickstart::quickstart(o, shutdown).await,
+        Command::Quickstart(o, _) => quickstart::quickstart(*o, shutdown).await,
         Command::Config(o, _) => crate::configurator::run(&o),
         Command::Loadgen(args) => {
             println!("{}", crate::loadgen_cli::run(&args).await?);

@@ -34,6 +34,8 @@ pub struct Options {
     pub services_config: Option<PathBuf>,
     /// `--watch_plugins`: reload when the services config or a component it names changes.
     pub watch_plugins: bool,
+    /// `--router PATH [--router_config TEXT]`: a router component in front of the services.
+    pub router: Option<WasmConfig>,
 }
 
 impl Default for Options {
@@ -50,6 +52,7 @@ impl Default for Options {
             health_listen: None,
             services_config: None,
             watch_plugins: false,
+            router: None,
         }
     }
 }
@@ -138,7 +141,7 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
             source: services_source(&dir, opts.services_config.clone()),
             watch: opts.watch_plugins,
         },
-        router: None,
+        router: opts.router,
     };
     run(settings, shutdown).await
 }
