@@ -85,6 +85,11 @@ pub fn digest(wasm: &[u8]) -> String {
 
 /// The `Tag` service's status from the extension admin API.
 pub async fn tag_status(server: &Server) -> PluginStatus {
+    plugin_status(server, "Tag").await
+}
+
+/// A service's status (or the router's, as `(router)`) from the extension admin API.
+pub async fn plugin_status(server: &Server, service: &str) -> PluginStatus {
     let mut ext = FleetgateAdminClient::connect(format!("http://{}", server.admin_addr()))
         .await
         .expect("connecting to the admin API");
@@ -95,6 +100,6 @@ pub async fn tag_status(server: &Server) -> PluginStatus {
     list.into_inner()
         .plugins
         .into_iter()
-        .find(|p| p.service == "Tag")
-        .expect("no Tag service listed")
+        .find(|p| p.service == service)
+        .unwrap_or_else(|| panic!("no {service} listed"))
 }

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
+use fleetgate_pb::fleetgate::admin::v1::ReloadPluginsRequest;
+use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_client::FleetgateAdminClient;
 use fleetgate_tests::env::workspace_root;
 use fleetgate_tests::grr::{self, GrrConnector, Processed};
+use fleetgate_tests::tag_plugins::{digest, plugin_status};
 use fleetgate_tests::{ClientOptions, GoClient, Server, ServerOptions, checks, eventually, ports};
 
 const M: usize = 4;
@@ -23,7 +26,10 @@ fn router_component() -> String {
     path.display().to_string()
 }
 
-async fn start_server(upstreams: &[(&str, SocketAddr)]) -> (Server, tempfile::TempDir) {
+async fn start_server(
+    upstreams: &[(&str, SocketAddr)],
+    router: &str,
+) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let services = dir.path().join("server.services.config");
     std::fs::write(&services, grr::grpc_services_config(upstreams)).expect("writing services");
@@ -32,7 +38,7 @@ async fn start_server(upstreams: &[(&str, SocketAddr)]) -> (Server, tempfile::Te
             "--services_config".into(),
             services.display().to_string(),
             "--router".into(),
-            router_component(),
+            router.into(),
             "--router_config".into(),
             "GRR eu GRR-eu".into(),
         ],
@@ -79,7 +85,8 @@ async fn received_from(connector: &GrrConnector, client: &[u8], n: usize) -> Vec
 #[tokio::test]
 async fn router_sends_eu_clients_grr_messages_to_another_upstream() {
     let (main, eu) = (ports::free_addr(), ports::free_addr());
-    let (server, _config) = start_server(&[("GRR", main), ("GRR-eu", eu)]).await;
+    let (server, _config) =
+        start_server(&[("GRR", main), ("GRR-eu", eu)], &router_component()).await;
     let main_grr = GrrConnector::start(
         &server.root().join("grr-main"),
         "GRR",
@@ -143,5 +150,75 @@ async fn router_sends_eu_clients_grr_messages_to_another_upstream() {
     assert!(
         server.log_text().contains("router installed"),
         "the server log should say the router is installed"
+    );
+}
+
+/// The router is reloaded with the services: a broken file is refused and the running router
+/// keeps routing; a new build is swapped in and routes the messages that follow.
+#[tokio::test]
+async fn router_reloads_with_the_plugins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let live = dir.path().join("router.wasm");
+    let install = |bytes: &[u8]| {
+        let tmp = dir.path().join("router.wasm.tmp");
+        std::fs::write(&tmp, bytes).expect("writing the router");
+        std::fs::rename(&tmp, &live).expect("installing the router");
+    };
+    let first = std::fs::read(router_component()).expect("reading the router component");
+    install(&first);
+    let eu = ports::free_addr();
+    let (server, _config) = start_server(&[("GRR-eu", eu)], &live.display().to_string()).await;
+    let mut ext = FleetgateAdminClient::connect(format!("http://{}", server.admin_addr()))
+        .await
+        .expect("connecting to the admin API");
+    let status = plugin_status(&server, "(router)").await;
+    assert_eq!((status.generation, status.digest), (1, digest(&first)));
+
+    install(b"not a component");
+    let r = ext
+        .reload_plugins(ReloadPluginsRequest {})
+        .await
+        .expect("ReloadPlugins")
+        .into_inner();
+    assert!(!r.ok, "a broken router must be refused: {r:?}");
+    assert!(
+        r.error.contains("router"),
+        "the error should name the router: {}",
+        r.error
+    );
+    let status = plugin_status(&server, "(router)").await;
+    assert_eq!((status.generation, status.digest), (1, digest(&first)));
+
+    // The same router with a custom section appended: another build, same behaviour.
+    let mut second = first.clone();
+    let name = b"fleetgate-test";
+    second.extend([0, (1 + name.len() + 2) as u8, name.len() as u8]);
+    second.extend(name);
+    second.extend(b"v2");
+    install(&second);
+    let r = ext
+        .reload_plugins(ReloadPluginsRequest {})
+        .await
+        .expect("ReloadPlugins")
+        .into_inner();
+    assert!(r.ok, "the new router build should load: {}", r.error);
+    let status = plugin_status(&server, "(router)").await;
+    assert_eq!((status.generation, status.digest), (2, digest(&second)));
+
+    // Routed by the new build: the eu client's GRR messages reach GRR-eu.
+    let eu_grr = GrrConnector::start(
+        &server.root().join("grr-eu"),
+        "GRR-eu",
+        eu,
+        server.admin_addr(),
+    )
+    .await;
+    let client = grr_client(&server, "eu").await;
+    let id = client.client_id().await;
+    let got = received_from(&eu_grr, &id, M).await;
+    assert!(got.iter().all(|m| m.dest_service == "GRR-eu"), "{got:?}");
+    assert!(
+        plugin_status(&server, "(router)").await.calls >= M as u64,
+        "the new router's calls should be counted"
     );
 }

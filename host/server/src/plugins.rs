@@ -15,6 +15,7 @@ use fleetgate_runtime::{
 use fleetgate_types::Clock;
 
 use crate::reload::Source;
+use crate::routing::Router;
 
 /// The services this server runs, and where to read them again.
 pub struct Plugins {
@@ -25,6 +26,9 @@ pub struct Plugins {
     unreadable: AtomicU64,
     /// For the reload counter, once telemetry is attached.
     engine: Engine,
+    /// The router, if one is configured: rebuilt by the same reloads, all or nothing with the
+    /// services.
+    router: Option<Router>,
 }
 
 /// Builds every service of `services` (all or nothing), then installs them in the engine;
@@ -61,6 +65,7 @@ pub async fn install(
         source,
         unreadable: AtomicU64::new(0),
         engine: engine.clone(),
+        router: None,
     })
 }
 
@@ -69,20 +74,43 @@ impl Plugins {
         &self.source
     }
 
-    /// Re-reads the source and swaps in what changed; on error the running plugins stay. Every
-    /// outcome is logged here, with what `trigger`ed it; failures are also counted.
+    /// Puts the router under the reloads' control.
+    pub fn set_router(&mut self, router: Option<Router>) {
+        self.router = router;
+    }
+
+    /// The router's component file, watched with the services' files.
+    pub fn router_file(&self) -> Option<std::path::PathBuf> {
+        self.router.as_ref().and_then(Router::file)
+    }
+
+    /// Re-reads the source (and the router's component) and swaps in what changed; on error
+    /// the running plugins and router stay. Every outcome is logged here, with what `trigger`ed
+    /// it; failures are also counted.
     pub async fn reload_now(&self, trigger: &str) -> Result<ReloadReport, String> {
-        let result = match self.source.read() {
-            Ok(services) => self
-                .generations
-                .reload(&services.services)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => {
-                self.unreadable.fetch_add(1, Ordering::Relaxed);
-                Err(format!(
-                    "reload refused, the running plugins keep serving: {e:#}"
-                ))
+        let refused = |e: anyhow::Error| {
+            self.unreadable.fetch_add(1, Ordering::Relaxed);
+            format!("reload refused, the running plugins keep serving: {e:#}")
+        };
+        // The router is built first and swapped last, so a broken router or a broken service
+        // leaves both as they were.
+        let router = self.router.as_ref().map(Router::rebuild).transpose();
+        let result = match (self.source.read(), router) {
+            (Err(e), _) | (_, Err(e)) => Err(refused(e)),
+            (Ok(services), Ok(router)) => {
+                let reloaded = self
+                    .generations
+                    .reload(&services.services)
+                    .await
+                    .map_err(|e| e.to_string());
+                match (reloaded, self.router.as_ref(), router.flatten()) {
+                    (Ok(mut report), Some(current), Some(rebuilt)) => {
+                        current.swap(rebuilt);
+                        report.replaced.push(crate::routing::NAME.into());
+                        Ok(report)
+                    }
+                    (reloaded, ..) => reloaded,
+                }
             }
         };
         if let Some(m) = self.engine.metrics() {
@@ -108,7 +136,11 @@ impl Plugins {
     }
 
     fn statuses(&self) -> Vec<PluginStatus> {
-        self.generations.current().values().map(status).collect()
+        let current = self.generations.current();
+        let services = current.values().map(status);
+        services
+            .chain(self.router.as_ref().map(Router::status))
+            .collect()
     }
 }
 

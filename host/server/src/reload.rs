@@ -3,8 +3,8 @@
 //! Triggers, all ending in [`Plugins::reload_now`](crate::plugins::Plugins::reload_now):
 //!
 //! * `SIGHUP`;
-//! * with `--watch_plugins`, a change (mtime or size) of the services config file(s) or of any
-//!   `.wasm` file they reference, checked every 100 ms by polling a few `stat`s (no watcher dependency): fast enough that a
+//! * with `--watch_plugins`, a change (mtime or size) of the services config file(s), of any
+//!   `.wasm` file they reference or of the router's component, checked every 100 ms by polling a few `stat`s (no watcher dependency): fast enough that a
 //!   change serves within the 200 ms target, and a half-written file is simply refused and
 //!   retried when it changes again;
 //! * the admin RPC `ReloadPlugins` (`fleetgate admin plugins reload`).
@@ -140,7 +140,12 @@ fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
 
 async fn watch_files(plugins: Arc<Plugins>, shutdown: CancellationToken) {
     let source = plugins.source().clone();
-    let mut paths = source.watched(&source.read().unwrap_or_default());
+    let watched = |services: &ServerConfig| {
+        let mut paths = source.watched(services);
+        paths.extend(plugins.router_file());
+        paths
+    };
+    let mut paths = watched(&source.read().unwrap_or_default());
     tracing::info!(files = ?paths, "watching plugin files for changes");
     let mut seen = fingerprint(&paths);
     loop {
@@ -157,7 +162,7 @@ async fn watch_files(plugins: Arc<Plugins>, shutdown: CancellationToken) {
         plugins.reload_now("file change").await.ok();
         // The new config may reference other components; watch those from now on.
         if let Ok(services) = source.read() {
-            let next = source.watched(&services);
+            let next = watched(&services);
             if next != paths {
                 paths = next;
                 seen = fingerprint(&paths);

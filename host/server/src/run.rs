@@ -88,17 +88,21 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     );
     // Before the plugins are built, so their calls are counted (`attach` sets the same handle).
     engine.set_metrics(telemetry.metrics.clone());
-    let plugins = Arc::new(
-        crate::plugins::install(
-            &engine,
-            &settings.services,
-            settings.plugins.source.clone(),
-            &settings.state_dir,
-            clock.clone(),
-        )
-        .await?,
-    );
-    crate::routing::install(&engine, settings.router.clone(), &settings.state_dir, clock)?;
+    let mut plugins = crate::plugins::install(
+        &engine,
+        &settings.services,
+        settings.plugins.source.clone(),
+        &settings.state_dir,
+        clock.clone(),
+    )
+    .await?;
+    plugins.set_router(crate::routing::install(
+        &engine,
+        settings.router.clone(),
+        &settings.state_dir,
+        clock,
+    )?);
+    let plugins = Arc::new(plugins);
     engine.set_notifier(notifications.notifier.clone());
     telemetry.attach(&engine);
     telemetry.count_notifications(notifications.stats.clone());
