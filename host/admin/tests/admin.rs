@@ -59,6 +59,60 @@ async fn insert_message_queues_for_the_client() {
 }
 
 #[tokio::test]
+async fn insert_message_keeps_a_callers_result() {
+    let h = Harness::start().await;
+    let c = h.enrol(&[]).await;
+    let mut admin = h.admin.clone();
+    let result = fleetgate_pb::fleetspeak::MessageResult {
+        processed_time: Some(prost_types::Timestamp {
+            seconds: 1_600_000_100,
+            nanos: 0,
+        }),
+        failed: true,
+        failed_reason: "done elsewhere".into(),
+    };
+    let (to_client_id, to_server_id) = (MessageId::random(), MessageId::random());
+    let mut m = to_client(c.id, "svc");
+    m.message_id = to_client_id.to_vec();
+    m.result = Some(result.clone());
+    admin.insert_message(m).await.unwrap();
+    let mut m = to_client(c.id, "svc");
+    m.destination.as_mut().unwrap().client_id.clear();
+    m.message_id = to_server_id.to_vec();
+    m.result = Some(result.clone());
+    admin.insert_message(m).await.unwrap();
+
+    for id in [to_client_id, to_server_id] {
+        let status = admin.get_message_status(GetMessageStatusRequest {
+            message_id: id.to_vec(),
+        });
+        let status = status.await.unwrap().into_inner();
+        assert_eq!(
+            status.result.as_ref(),
+            Some(&result),
+            "{id}: stored finished"
+        );
+    }
+    let count = admin.get_pending_message_count(GetPendingMessageCountRequest {
+        client_ids: ids(&[c.id]),
+    });
+    assert_eq!(
+        count.await.unwrap().into_inner().count,
+        0,
+        "nothing to deliver"
+    );
+    h.tick();
+    assert!(
+        h.engine
+            .poll(c.contact())
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn insert_message_wakes_the_stream() {
     let h = Harness::start().await;
     let c = h.enrol(&[]).await;

@@ -215,6 +215,14 @@ impl Engine {
     pub async fn insert_message(&self, mut m: Message) -> Result<MessageId, EngineError> {
         let (id, dest) = self.prepare_insert(&mut m)?;
         match dest {
+            // A caller-supplied result: stored as already processed or failed, as the original
+            // does, so nothing is delivered or processed.
+            _ if m.result.is_some() => {
+                self.inner
+                    .store
+                    .store_messages(std::slice::from_ref(&m), None)
+                    .await?;
+            }
             Some(client) => {
                 self.inner
                     .store
@@ -259,7 +267,9 @@ impl Engine {
                 e => e,
             })?;
             ids.push(id);
-            clients.extend(dest);
+            if m.result.is_none() {
+                clients.extend(dest);
+            }
         }
         if msgs.is_empty() {
             return Ok(ids);
@@ -273,8 +283,9 @@ impl Engine {
         Ok(ids)
     }
 
-    /// Completes a message to insert: its ID (random if empty), creation time (now if unset, a
-    /// caller's is kept as in the original) and no result; returns the ID and destination client.
+    /// Completes a message to insert: its ID (random if empty) and creation time (now if unset, a
+    /// caller's is kept as in the original); a caller's result is kept. Returns the ID and
+    /// destination client.
     fn prepare_insert(
         &self,
         m: &mut Message,
@@ -294,7 +305,6 @@ impl Engine {
         if m.creation_time.is_none() {
             m.creation_time = Some(to_timestamp(self.inner.clock.now()));
         }
-        m.result = None;
         Ok((id, dest))
     }
 }
