@@ -29,12 +29,12 @@
 //! listen_address = "localhost:8080"
 //! [notifications]
 //! listen_address = "10.0.0.5:10000"
+//! public_address = "10.0.0.5:10000"
+//! use_http_notifier = false
 //! [retention]                          # Go durations; absent or "0": keep forever
 //! contacts = "720h"                    # client contacts, by contact time
 //! messages = "2160h"                   # finished messages, by creation time (never pending ones)
 //! resource_usage = "720h"              # resource usage records, by receipt time
-//! public_address = "10.0.0.5:10000"
-//! use_http_notifier = false
 //!
 //! [router]                             # optional: sees every client message first
 //! path = "router.wasm"                 # a component of the `router` world, or bundled:<name>
@@ -64,7 +64,6 @@ use fleetgate_pb::fleetgate::plugin::v1::WasmConfig;
 use fleetgate_pb::fleetspeak::components::{self, frontend_config::FrontendMode};
 use fleetgate_pb::fleetspeak::server::{ServerConfig, ServiceConfig};
 use fleetgate_pb::fleetspeak::{cpsservice, grpcservice};
-use serde::Deserialize;
 
 use crate::duration::parse_go_duration;
 use crate::error::{ConfigError, TomlError};
@@ -99,142 +98,9 @@ pub struct Retention {
     pub resource_usage: Duration,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileToml {
-    state_dir: Option<PathBuf>,
-    broadcast_poll_time: Option<Spanned<String>>,
-    database: Option<DatabaseToml>,
-    https: Option<Spanned<HttpsToml>>,
-    admin: Option<AdminToml>,
-    stats: Option<StatsToml>,
-    health: Option<HealthToml>,
-    notifications: Option<NotificationsToml>,
-    retention: Option<RetentionToml>,
-    router: Option<WasmToml>,
-    #[serde(default)]
-    services: Vec<Spanned<ServiceToml>>,
-}
+mod schema;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RetentionToml {
-    contacts: Option<Spanned<String>>,
-    messages: Option<Spanned<String>>,
-    resource_usage: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DatabaseToml {
-    url: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HttpsToml {
-    listen_address: String,
-    certificates: Option<String>,
-    certificates_file: Option<PathBuf>,
-    key: Option<String>,
-    key_file: Option<PathBuf>,
-    #[serde(default)]
-    disable_streaming: bool,
-    #[serde(default)]
-    proxy_protocol: bool,
-    #[serde(default)]
-    required_label: String,
-    #[serde(default)]
-    enable_file_server_authorization: bool,
-    frontend: Option<Frontend>,
-    client_certificate_header: Option<String>,
-    client_certificate_checksum_header: Option<String>,
-}
-
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-enum Frontend {
-    Mtls,
-    HttpsHeader,
-    HttpsHeaderChecksum,
-    CleartextHeader,
-    CleartextHeaderChecksum,
-    CleartextXfcc,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AdminToml {
-    listen_address: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatsToml {
-    address: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HealthToml {
-    listen_address: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NotificationsToml {
-    #[serde(default)]
-    listen_address: String,
-    #[serde(default)]
-    public_address: String,
-    #[serde(default)]
-    use_http_notifier: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServiceToml {
-    name: String,
-    factory: Option<String>,
-    #[serde(default)]
-    max_parallelism: u32,
-    grpc: Option<GrpcToml>,
-    cps: Option<CpsToml>,
-    wasm: Option<WasmToml>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GrpcToml {
-    target: String,
-    #[serde(default)]
-    insecure: bool,
-    cert_file: Option<PathBuf>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CpsToml {
-    project: String,
-    topic: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WasmToml {
-    /// A component file, or `bundled:<name>`.
-    path: String,
-    /// Handed to the plugin's `init`.
-    #[serde(default)]
-    config: String,
-    /// Capabilities granted (`messaging`, `grpc`, `log`, `metrics`, `clock`, `clients`).
-    #[serde(default)]
-    grants: Vec<String>,
-    #[serde(default)]
-    memory_limit_bytes: u64,
-    #[serde(default)]
-    cpu_budget_ms: u32,
-}
+use schema::*;
 
 /// Where relative paths are resolved and how errors are located.
 struct Ctx<'a> {
