@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
-use fleetgate_pb::fleetgate::admin::v1::ReloadPluginsRequest;
 use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_client::FleetgateAdminClient;
+use fleetgate_pb::fleetgate::admin::v1::{ReloadPluginsRequest, ReloadPluginsResponse};
 use fleetgate_tests::env::workspace_root;
 use fleetgate_tests::grr::{self, GrrConnector, Processed};
 use fleetgate_tests::tag_plugins::{digest, plugin_status};
@@ -46,6 +46,27 @@ async fn start_server(
     })
     .await;
     (server, dir)
+}
+
+/// GRR's connector as the Processor of `service`, which it must be named after: it refuses
+/// (INVALID_ARGUMENT) messages for another service.
+async fn upstream(server: &Server, service: &str, listen: SocketAddr) -> GrrConnector {
+    let dir = server.root().join(format!("grr-{service}"));
+    GrrConnector::start(&dir, service, listen, server.admin_addr()).await
+}
+
+/// `ReloadPlugins`, and the router's generation and digest after it.
+async fn reload(
+    server: &Server,
+    ext: &mut FleetgateAdminClient<tonic::transport::Channel>,
+) -> (ReloadPluginsResponse, u64, String) {
+    let r = ext
+        .reload_plugins(ReloadPluginsRequest {})
+        .await
+        .expect("ReloadPlugins")
+        .into_inner();
+    let status = plugin_status(server, "(router)").await;
+    (r, status.generation, status.digest)
 }
 
 async fn grr_client(server: &Server, label: &str) -> GoClient {
@@ -87,21 +108,8 @@ async fn router_sends_eu_clients_grr_messages_to_another_upstream() {
     let (main, eu) = (ports::free_addr(), ports::free_addr());
     let (server, _config) =
         start_server(&[("GRR", main), ("GRR-eu", eu)], &router_component()).await;
-    let main_grr = GrrConnector::start(
-        &server.root().join("grr-main"),
-        "GRR",
-        main,
-        server.admin_addr(),
-    )
-    .await;
-    // GRR's connector refuses (INVALID_ARGUMENT) messages for a service other than its own.
-    let eu_grr = GrrConnector::start(
-        &server.root().join("grr-eu"),
-        "GRR-eu",
-        eu,
-        server.admin_addr(),
-    )
-    .await;
+    let main_grr = upstream(&server, "GRR", main).await;
+    let eu_grr = upstream(&server, "GRR-eu", eu).await;
     let us_client = grr_client(&server, "us").await;
     let eu_client = grr_client(&server, "eu").await;
     let (us_id, eu_id) = (us_client.client_id().await, eu_client.client_id().await);
@@ -175,19 +183,14 @@ async fn router_reloads_with_the_plugins() {
     assert_eq!((status.generation, status.digest), (1, digest(&first)));
 
     install(b"not a component");
-    let r = ext
-        .reload_plugins(ReloadPluginsRequest {})
-        .await
-        .expect("ReloadPlugins")
-        .into_inner();
+    let (r, generation, serving) = reload(&server, &mut ext).await;
     assert!(!r.ok, "a broken router must be refused: {r:?}");
     assert!(
         r.error.contains("router"),
         "the error should name the router: {}",
         r.error
     );
-    let status = plugin_status(&server, "(router)").await;
-    assert_eq!((status.generation, status.digest), (1, digest(&first)));
+    assert_eq!((generation, serving), (1, digest(&first)));
 
     // The same router with a custom section appended: another build, same behaviour.
     let mut second = first.clone();
@@ -196,23 +199,12 @@ async fn router_reloads_with_the_plugins() {
     second.extend(name);
     second.extend(b"v2");
     install(&second);
-    let r = ext
-        .reload_plugins(ReloadPluginsRequest {})
-        .await
-        .expect("ReloadPlugins")
-        .into_inner();
+    let (r, generation, serving) = reload(&server, &mut ext).await;
     assert!(r.ok, "the new router build should load: {}", r.error);
-    let status = plugin_status(&server, "(router)").await;
-    assert_eq!((status.generation, status.digest), (2, digest(&second)));
+    assert_eq!((generation, serving), (2, digest(&second)));
 
     // Routed by the new build: the eu client's GRR messages reach GRR-eu.
-    let eu_grr = GrrConnector::start(
-        &server.root().join("grr-eu"),
-        "GRR-eu",
-        eu,
-        server.admin_addr(),
-    )
-    .await;
+    let eu_grr = upstream(&server, "GRR-eu", eu).await;
     let client = grr_client(&server, "eu").await;
     let id = client.client_id().await;
     let got = received_from(&eu_grr, &id, M).await;
