@@ -19,13 +19,17 @@ pub async fn route<H: ContactHandler>(
     shared: Arc<Shared<H>>,
     peer: Arc<Peer>,
 ) -> Response<ResponseBody> {
+    // Each handler's future is boxed: hyper keeps the service future inline in its per-request
+    // task (for h2, the task that then carries the response body for the stream's whole life),
+    // and a streaming request's setup state is several KiB. Boxed, it is freed once the response
+    // is ready, and an idle stream keeps only the small state of this function.
     let path = req.uri().path();
     let result = if path == "/message" {
-        message(req, &shared, &peer).await
+        Box::pin(message(req, &shared, &peer)).await
     } else if path == "/streaming-message" && !shared.config.disable_streaming {
-        stream::open(req, &shared, &peer).await
+        Box::pin(stream::open(req, &shared, &peer)).await
     } else if path.starts_with("/files/") {
-        files::serve(shared.handler.as_ref(), &req).await
+        Box::pin(files::serve(shared.handler.as_ref(), &req)).await
     } else {
         Err(Rejection::NotFound)
     };

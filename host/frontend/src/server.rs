@@ -120,7 +120,10 @@ async fn connection<H: ContactHandler>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     shared: Arc<Shared<H>>,
 ) {
-    let setup = async {
+    // Boxed so that the handshake's state (a rustls connection mid-handshake, the PROXY reader)
+    // is freed once it is done, instead of being reserved in this task for as long as the
+    // connection lives: that is per open stream, idle or not.
+    let setup = Box::pin(async {
         let (io, source) = if shared.config.proxy_protocol {
             proxy::accept(tcp, shared.config.proxy_header_timeout).await?
         } else {
@@ -135,7 +138,7 @@ async fn connection<H: ContactHandler>(
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timeout")
             })??;
         Ok((Either::Left(tls), source))
-    };
+    });
     let (tls, source) = tokio::select! {
         () = shared.shutdown.cancelled() => return,
         result = setup => match result {
