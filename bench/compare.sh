@@ -27,6 +27,17 @@
 #             a lower bound (the table says so) and a higher --upload-rate finds its ceiling.
 #      deliver 100 streaming clients, --messages InsertMessage calls at --rate/s:
 #             InsertMessage → receipt p50/p90/p99 at the simulated client.
+#      cluster (not in the default set) --cluster-clients idle streaming clients spread over
+#             --frontends client-facing servers and one admin-only server on one database,
+#             the scaling topology of docs/DISTRIBUTED.md: one process cannot hold more
+#             streams than the file-descriptor limit. Each frontend gets its share of clients
+#             from its own loadgen processes (each under the fd limit, each to its own
+#             127.0.0.k so that no source-port range runs out). Once all are connected:
+#             the frontends' summed RSS per client, then --cluster-messages InsertMessage
+#             calls on the admin-only server at --rate/s in all, to clients of every
+#             frontend (one inserting loadgen per frontend), each delivered through an HTTP
+#             notification to the frontend that holds the stream: receipt p50/p99 with
+#             every stream open (the worst frontend's figure is the one reported).
 #   4. Prints one Markdown table with the figures and the ratios (Fleetgate vs Go) and the
 #      targets, and writes it with every log to the output directory. Stops every process it
 #      started and drops its databases on exit (--keep keeps the databases).
@@ -45,6 +56,9 @@
 #   --upload-secs N      measured seconds of the upload run (default 30)
 #   --messages N --rate N  delivery run (default 2000 at 200/s)
 #   --top-messages N     inserts at the top idle level (default 1000; 0 = none)
+#   --cluster-clients N  clients of the cluster workload (default 50000)
+#   --frontends N        client-facing servers of the cluster workload (default 3)
+#   --cluster-messages N inserts of the cluster workload (default 1500)
 #   --only go|fleetgate  run one flavor only (no ratios)
 #   --workloads "idle upload deliver"  subset of workloads
 #   --out DIR            logs and results (default target/bench-compare/<UTC time>)
@@ -52,6 +66,7 @@
 #   --keep               keep the databases
 #
 # Environment: FLEETGATE_PEERS_VENV (venv with the Go binaries; default target/peers-venv),
+# FLEETGATE_BIN (the fleetgate binary to use with --no-build; default target/release/fleetgate),
 # MYSQL_HOST/MYSQL_PORT (default 127.0.0.1:3306, user root without password, as peers.md).
 # Run as a user that can raise `ulimit -n`; with the default hard limit the idle levels stop
 # at (hard limit − 1000) clients. Not part of CI: it is too long.
@@ -63,6 +78,7 @@ cd "$root"
 
 quick=0 levels="" connect_rate=200 upload_rate=100 upload_secs="" messages="" rate=200
 top_messages="" only="" workloads="idle upload deliver" out="" build=1 keep=0
+cluster_clients=50000 frontends=3 cluster_messages=1500
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -73,6 +89,9 @@ while [[ $# -gt 0 ]]; do
     --messages) messages="$2"; shift ;;
     --rate) rate="$2"; shift ;;
     --top-messages) top_messages="$2"; shift ;;
+    --cluster-clients) cluster_clients="$2"; shift ;;
+    --frontends) frontends="$2"; shift ;;
+    --cluster-messages) cluster_messages="$2"; shift ;;
     --only) only="$2"; shift ;;
     --workloads) workloads="$2"; shift ;;
     --out) out="$2"; shift ;;
@@ -153,7 +172,7 @@ if [[ $build == 1 ]]; then
   say "cargo build --release -p fleetgate-server"
   cargo build --release -p fleetgate-server 2>&1 | tail -3 >&2
 fi
-fg_bin="$root/target/release/fleetgate"
+fg_bin="${FLEETGATE_BIN:-$root/target/release/fleetgate}"
 test -x "$fg_bin"
 
 say "certificates"
@@ -184,34 +203,52 @@ start_server() {
   local https_port admin_port
   https_port=$(free_port) admin_port=$(free_port)
   srv_https="127.0.0.1:$https_port" srv_admin="127.0.0.1:$admin_port"
-  sed -e "s|@DSN@|root@tcp($mysql_host:$mysql_port)/$srv_db?tx_isolation=%27READ-COMMITTED%27|" \
-      -e "s|@HTTPS@|$host:$https_port|" -e "s|@ADMIN@|$srv_admin|" \
-      -e "s|@CERT@|$(pbstr "$pki/server.pem" | sed 's/[|&\\]/\\&/g')|" \
-      -e "s|@KEY@|$(pbstr "$pki/server.key" | sed 's/[|&\\]/\\&/g')|" \
-      "$here/templates/components.config" > "$dir/components.config"
-  cp "$here/templates/services.config" "$dir/services.config"
+  fill_template components.config "$dir/components.config" "$(dsn "$srv_db")" \
+    "HTTPS=$host:$https_port" "ADMIN=$srv_admin"
   srv_log="$dir/server.log"
+  launch "$flavor" "$dir" "$https_port" "$admin_port"
+  srv_pid=$launched
+  sleep 3 # schema creation, pools, first GC: let the baseline settle
+}
+
+# launch FLAVOR DIR PORT...: starts a server with DIR/components.config and the bench services
+# config, logging to DIR/server.log, and waits until every PORT accepts; sets launched (pid).
+launch() {
+  local flavor=$1 dir=$2 port i
+  shift 2
+  cp "$here/templates/services.config" "$dir/services.config"
   if [[ $flavor == go ]]; then
     "$go_bin" -logtostderr -components_config "$dir/components.config" \
-      -services_config "$dir/services.config" > "$srv_log" 2>&1 &
+      -services_config "$dir/services.config" > "$dir/server.log" 2>&1 &
   else
     "$fg_bin" server --components_config "$dir/components.config" \
-      --services_config "$dir/services.config" --logtostderr > "$srv_log" 2>&1 &
+      --services_config "$dir/services.config" --logtostderr > "$dir/server.log" 2>&1 &
   fi
-  srv_pid=$!
-  pids+=("$srv_pid")
-  local i
-  for i in $(seq 1 600); do
-    if ! kill -0 "$srv_pid" 2>/dev/null; then
-      tail -20 "$srv_log" >&2; echo "compare.sh: $flavor server exited at start" >&2; exit 1
-    fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$https_port") 2>/dev/null \
-       && (exec 3<>"/dev/tcp/127.0.0.1/$admin_port") 2>/dev/null; then
-      break
-    fi
-    sleep 0.1
+  launched=$!
+  pids+=("$launched")
+  for port in "$@"; do
+    for i in $(seq 1 600); do
+      if ! kill -0 "$launched" 2>/dev/null; then
+        tail -20 "$dir/server.log" >&2; echo "compare.sh: $flavor server exited at start" >&2; exit 1
+      fi
+      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+      sleep 0.1
+    done
   done
-  sleep 3 # schema creation, pools, first GC: let the baseline settle
+}
+
+dsn() { echo "root@tcp($mysql_host:$mysql_port)/$1?tx_isolation=%27READ-COMMITTED%27"; }
+
+# fill_template TEMPLATE OUT DSN [PLACEHOLDER=VALUE...]: a components config with the run's
+# database, certificate and key, and the given listen addresses.
+fill_template() {
+  local template=$1 outfile=$2 dsn=$3 kv
+  shift 3
+  local args=(-e "s|@DSN@|$dsn|"
+    -e "s|@CERT@|$(pbstr "$pki/server.pem" | sed 's/[|&\\]/\\&/g')|"
+    -e "s|@KEY@|$(pbstr "$pki/server.key" | sed 's/[|&\\]/\\&/g')|")
+  for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|"); done
+  sed "${args[@]}" "$here/templates/$template" > "$outfile"
 }
 
 stop_server() {
@@ -392,6 +429,121 @@ deliver_run() { # FLAVOR
   stop_server
 }
 
+# ---------------------------------------------------------------- workload 4: cluster
+cluster_run() { # FLAVOR
+  local flavor=$1 dir="$out/$1-cluster" f k
+  mkdir -p "$dir"
+  local db="fgbench_${flavor}_cluster_$$"
+  dbs+=("$db")
+  sql "DROP DATABASE IF EXISTS \`$db\`; CREATE DATABASE \`$db\`"
+  # The admin-only server first: it creates the schema before the frontends race for it.
+  local admin_port fe_pids=() fe_ports=() fe_dirs=()
+  admin_port=$(free_port)
+  mkdir -p "$dir/admin"
+  fill_template admin.config "$dir/admin/components.config" "$(dsn "$db")" "ADMIN=127.0.0.1:$admin_port"
+  launch "$flavor" "$dir/admin" "$admin_port"
+  local admin_pid=$launched
+  for (( f = 0; f < frontends; f++ )); do
+    local https_port notify_port
+    https_port=$(free_port) notify_port=$(free_port)
+    mkdir -p "$dir/fe$f"
+    # 0.0.0.0: each loadgen connects to its own 127.0.0.k, a separate source-port range.
+    fill_template frontend.config "$dir/fe$f/components.config" "$(dsn "$db")" \
+      "HTTPS=0.0.0.0:$https_port" "NOTIFY=127.0.0.1:$notify_port"
+    launch "$flavor" "$dir/fe$f" "$https_port" "$notify_port"
+    fe_pids+=("$launched") fe_ports+=("$https_port") fe_dirs+=("$dir/fe$f")
+  done
+  sleep 3
+  local rss0=0 p
+  for p in "${fe_pids[@]}"; do rss0=$(( rss0 + $(rss_kib "$p") )); done
+  # Clients per frontend, then loadgen processes per frontend so each stays under the fd limit.
+  local per_fe=$(( (cluster_clients + frontends - 1) / frontends ))
+  (( per_fe > max_clients )) && { echo "compare.sh: $per_fe clients per frontend exceed the fd limit; use more --frontends" >&2; exit 1; }
+  local lg_per_fe=$(( (per_fe + shard_size - 1) / shard_size ))
+  local shards=$(( frontends * lg_per_fe )) per_rate per_msgs per_msg_rate
+  per_rate=$(python3 -c "print($connect_rate / $shards)")
+  per_msgs=$(( (cluster_messages + frontends - 1) / frontends ))
+  per_msg_rate=$(python3 -c "print($rate / $frontends)")
+  local l0 lg_pids=() left=$cluster_clients
+  l0=$(load)
+  say "$flavor cluster: $cluster_clients idle streaming clients on $frontends frontends ($shards loadgen processes), admin-only server inserts (load $l0)"
+  for (( k = 0; k < shards; k++ )); do
+    f=$(( k % frontends ))
+    local c=$(( (per_fe + lg_per_fe - 1) / lg_per_fe ))
+    (( c > left )) && c=$left
+    left=$(( left - c ))
+    local extra=()
+    if (( k < frontends )); then
+      # One inserting loadgen per frontend. The settle covers the other loadgens' connect
+      # phase (same rate, same size) so that the inserts find every stream open.
+      extra=(--settle 30 --duration 0 --messages "$per_msgs" --rate "$per_msg_rate")
+    else
+      extra=(--duration 7200)
+    fi
+    rm -f "$dir/ready.$k"
+    "$fg_bin" loadgen --server "127.0.0.$((k + 1)):${fe_ports[$f]}" --server_name localhost \
+      --ca "$pki/ca.pem" --admin "127.0.0.1:$admin_port" --clients "$c" --connect_rate "$per_rate" \
+      --ready_file "$dir/ready.$k" "${extra[@]}" > "$dir/loadgen.$k.log" 2>&1 &
+    lg_pids+=($!)
+    pids+=($!)
+  done
+  for (( k = 0; k < shards; k++ )); do
+    while [[ ! -s "$dir/ready.$k" ]]; do
+      kill -0 "${lg_pids[$k]}" 2>/dev/null || { cat "$dir/loadgen.$k.log" >&2; exit 1; }
+      sleep 0.5
+    done
+  done
+  sleep 5
+  local rss1=0 connected=0 streams=0 rss_each=""
+  for p in "${fe_pids[@]}"; do
+    local r
+    r=$(rss_kib "$p")
+    rss1=$(( rss1 + r )) rss_each+="$(( r / 1024 )) "
+  done
+  for (( k = 0; k < shards; k++ )); do
+    connected=$(( connected + $(cut -d' ' -f1 "$dir/ready.$k") ))
+  done
+  for (( f = 0; f < frontends; f++ )); do
+    streams=$(( streams + $(ss -Htn state established "( sport = :${fe_ports[$f]} )" | wc -l) ))
+  done
+  local l1
+  l1=$(load)
+  say "$flavor cluster: $connected connected, $streams TCP connections held by the frontends; inserting"
+  for (( k = 0; k < frontends; k++ )); do wait "${lg_pids[$k]}" || true; done
+  local l2
+  l2=$(load)
+  for (( k = frontends; k < shards; k++ )); do kill -KILL "${lg_pids[$k]}" 2>/dev/null || true; wait "${lg_pids[$k]}" 2>/dev/null || true; done
+  record "$flavor" cluster.frontends "$frontends"
+  record "$flavor" cluster.loadgens "$shards"
+  record "$flavor" cluster.clients "$connected"
+  record "$flavor" cluster.streams "$streams"
+  record "$flavor" cluster.rss_before_kib "$rss0"
+  record "$flavor" cluster.rss_after_kib "$rss1"
+  record "$flavor" cluster.rss_each_mib "$rss_each"
+  record "$flavor" cluster.kib_per_client "$(python3 -c "print(f'{($rss1 - $rss0) / max($connected, 1):.1f}')")"
+  # Every inserting loadgen's figures; the table shows the worst p99 and the summed counts.
+  local p50s="" p99s="" lost=0 received=0 inserted=0
+  for (( k = 0; k < frontends; k++ )); do
+    f="$dir/loadgen.$k.log"
+    p50s+="$(lg_field "$f" '^latency: +p50 ([0-9.]+) ms.*') "
+    p99s+="$(lg_field "$f" '^latency: .* p99 ([0-9.]+) ms.*') "
+    lost=$(( lost + $(lg_field "$f" '^download: .* ([0-9]+) lost.*') ))
+    received=$(( received + $(lg_field "$f" '^download: .* ([0-9]+) received.*') ))
+    inserted=$(( inserted + $(lg_field "$f" '^download: +([0-9]+) inserted.*') ))
+  done
+  record "$flavor" cluster.p50_each "$p50s"
+  record "$flavor" cluster.p99_each "$p99s"
+  record "$flavor" cluster.p50 "$(python3 -c "print(max(float(x) for x in '$p50s'.split()))")"
+  record "$flavor" cluster.p99 "$(python3 -c "print(max(float(x) for x in '$p99s'.split()))")"
+  record "$flavor" cluster.inserted "$inserted"
+  record "$flavor" cluster.received "$received"
+  record "$flavor" cluster.lost "$lost"
+  record "$flavor" cluster.load "$l0 / $l1 / $l2"
+  for p in "${fe_pids[@]}" "$admin_pid"; do kill "$p" 2>/dev/null || true; done
+  for p in "${fe_pids[@]}" "$admin_pid"; do wait "$p" 2>/dev/null || true; done
+  sleep 15
+}
+
 # ---------------------------------------------------------------- run
 {
   echo "date: $(date -u)"
@@ -412,6 +564,7 @@ for w in $workloads; do
       done ;;
     upload) for fl in $flavors; do upload_run "$fl"; done ;;
     deliver) for fl in $flavors; do deliver_run "$fl"; done ;;
+    cluster) for fl in $flavors; do cluster_run "$fl"; done ;;
     *) echo "compare.sh: unknown workload $w" >&2; exit 2 ;;
   esac
 done

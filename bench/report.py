@@ -45,6 +45,8 @@ def row(label, key, unit, better_low, target=None):
 
 
 for n in levels:
+    if not (get("go", f"idle{n}.clients") or get("fleetgate", f"idle{n}.clients")):
+        continue  # the idle workload did not run
     capped = f" (capped: {max_clients})" if int(n) > max_clients else ""
     rows.append((f"**idle {n}{capped}**: clients connected", get("go", f"idle{n}.clients"),
                  get("fleetgate", f"idle{n}.clients"), "", "", ""))
@@ -89,6 +91,33 @@ row("delivery: InsertMessage call p50", "deliver.insert_p50", "ms", True)
 row("delivery: lost", "deliver.lost", "", True)
 rows.append(("delivery: load average (before / after)", get("go", "deliver.load"),
              get("fleetgate", "deliver.load"), "", "", ""))
+if get("go", "cluster.clients") or get("fleetgate", "cluster.clients"):
+    def same(label, key, unit=""):
+        rows.append((label, get("go", key), get("fleetgate", key), unit, "", ""))
+    same("**cluster**: client-facing servers (+ 1 admin-only server)", "cluster.frontends")
+    same("cluster: loadgen processes", "cluster.loadgens")
+    same("cluster: clients connected", "cluster.clients")
+    same("cluster: TCP connections held by the frontends", "cluster.streams")
+    rows.append(("cluster: frontends' summed RSS before → after",
+                 f"{get('go', 'cluster.rss_before_kib')} → {get('go', 'cluster.rss_after_kib')}",
+                 f"{get('fleetgate', 'cluster.rss_before_kib')} → "
+                 f"{get('fleetgate', 'cluster.rss_after_kib')}", "KiB", "", ""))
+    same("cluster: each frontend's RSS after", "cluster.rss_each_mib", "MiB")
+    row("cluster: RSS per idle streaming client", "cluster.kib_per_client", "KiB", True,
+        target=lambda r: r <= 1 / 3)
+    same("cluster: delivery p50 per frontend's clients", "cluster.p50_each", "ms")
+    same("cluster: delivery p99 per frontend's clients", "cluster.p99_each", "ms")
+    row("cluster: delivery p99 (worst frontend)", "cluster.p99", "ms", True)
+    p99 = num("fleetgate", "cluster.p99")
+    if p99 is not None and num("fleetgate", "cluster.clients"):
+        met = p99 < 100 and num("fleetgate", "cluster.clients") >= 50000
+        rows[-1] = rows[-1][:5] + ("< 100 ms with 50,000 open: " + ("met" if met else "missed"),)
+    same("cluster: inserted / received / lost", "cluster.inserted")
+    rows[-1] = (rows[-1][0],
+                " / ".join(get("go", k) for k in ("cluster.inserted", "cluster.received", "cluster.lost")),
+                " / ".join(get("fleetgate", k) for k in ("cluster.inserted", "cluster.received", "cluster.lost")),
+                "", "", "")
+    same("cluster: load average (start / connected / inserts done)", "cluster.load")
 
 print("```")
 print(open(machine).read().rstrip())
