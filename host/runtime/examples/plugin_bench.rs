@@ -1,8 +1,11 @@
 //! What a component costs per message, storage aside.
 //!
 //! ```text
-//! cargo run --release -p fleetgate-runtime --example plugin_bench [-- N]
+//! cargo run --release -p fleetgate-runtime --example plugin_bench [-- N [MAX_INSTANCES]]
 //! ```
+//!
+//! `MAX_INSTANCES` (default: the runtime's default) shrinks the pool's address-space
+//! reservation, e.g. to 128 so that it fits under `valgrind --tool=callgrind`.
 //!
 //! 1. Overhead: N messages one after another through `ServiceEntry` + `service::run` (the
 //!    engine's path: slot, budget, call) with the bundled `echo` component (a fresh pooled
@@ -106,6 +109,10 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
+    let max_instances = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(RuntimeConfig::default().max_instances);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
@@ -113,7 +120,11 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+        let runtime = Runtime::new(RuntimeConfig {
+            max_instances,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
         let spec = PluginSpec {
             name: "Echo".into(),
             origin: "bundled:echo".into(),
