@@ -4,13 +4,12 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::frames;
+use crate::wire::{WireError, ZlibStream};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::sync::mpsc;
-
-use crate::wire::{WireError, ZlibStream};
 
 /// How much decoded data one read hands out, so a zlib bomb is processed in bounded steps.
 const MAX_DECODED_CHUNK: usize = 64 * 1024;
@@ -120,7 +119,7 @@ where
 #[derive(Debug)]
 pub enum ResponseBody {
     Full(Option<Bytes>),
-    Channel(mpsc::Receiver<Bytes>),
+    Channel(frames::Receiver),
 }
 
 impl ResponseBody {

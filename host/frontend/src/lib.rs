@@ -26,6 +26,7 @@ pub mod body;
 pub mod certsource;
 pub mod date;
 pub mod files;
+pub mod frames;
 pub mod fuzzing;
 pub mod proxy;
 pub mod respond;

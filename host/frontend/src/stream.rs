@@ -4,7 +4,7 @@
 //! response with frame 0 already queued, without waiting for the request body to end (it never
 //! does). A spawned task then runs [`run`], one `select!` loop per stream that reads and acks
 //! client frames strictly in order, pushes messages, and closes the stream on time. One task and a
-//! small bounded channel per stream keep idle streams cheap.
+//! small bounded queue ([`frames`]) per stream keep idle streams cheap.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,11 +17,11 @@ use futures::future::BoxFuture;
 use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{BodyError, DecodedBody, ResponseBody};
+use crate::frames;
 use crate::respond::{self, Rejection};
 use crate::routes::{admit, contact};
 use crate::server::{Peer, Shared};
@@ -107,7 +107,7 @@ pub async fn open<H: ContactHandler>(
     let (session, reply) = tokio::time::timeout(config.stream_start_timeout, setup)
         .await
         .map_err(|_| ContactError::Internal("stream start timed out".into()))??;
-    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (tx, rx) = frames::channel(CHANNEL_DEPTH);
     // The channel is new and empty, so this cannot fail; frame 0 goes out with the headers.
     let _ = tx.try_send(wire::encode_frame(&reply));
     let timing = Timing::new(
@@ -142,7 +142,7 @@ type PushResult = Result<Option<Vec<Message>>, ContactError>;
 pub async fn run<S: StreamSession, B: Body<Data = Bytes, Error = hyper::Error> + Unpin>(
     session: &S,
     mut input: FrameInput<B>,
-    tx: mpsc::Sender<Bytes>,
+    tx: frames::Sender,
     nonce: u64,
     timing: Timing,
     shutdown: CancellationToken,
@@ -254,7 +254,7 @@ fn push_backoff(failures: u32) -> Duration {
 /// Sends `done_sending` — exactly once, because a second one panics the Go client — and stops
 /// pushing.
 async fn send_done(
-    tx: &mpsc::Sender<Bytes>,
+    tx: &frames::Sender,
     deadline: Instant,
     done_sent: &mut bool,
     push: &mut Option<BoxFuture<'_, PushResult>>,
@@ -273,7 +273,7 @@ async fn send_done(
 }
 
 /// Queues one response frame, waiting for room until the deadline.
-async fn send(tx: &mpsc::Sender<Bytes>, cd: &ContactData, deadline: Instant) -> Result<(), End> {
+async fn send(tx: &frames::Sender, cd: &ContactData, deadline: Instant) -> Result<(), End> {
     match timeout_at(deadline, tx.send(wire::encode_frame(cd))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(End::ClientGone),

@@ -198,7 +198,7 @@ async fn cleartext_streaming_uses_the_header_identity() {
     let mut probes = server.handler.stream_probes();
     let cert = client_cert();
     let mut s = connect_plain(&server, b"").await;
-    let (body_tx, rx) = tokio::sync::mpsc::channel(4);
+    let (body_tx, rx) = fleetgate_frontend::frames::channel(4);
     body_tx
         .send(frame(&wcd(&["amd64"]), true).into())
         .await

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use fleetgate_frontend::body::ResponseBody;
 use fleetgate_frontend::wire::{self, FrameDecoder};
-use fleetgate_frontend::{FrontendConfig, serve};
+use fleetgate_frontend::{FrontendConfig, frames, serve};
 use fleetgate_pb::fleetspeak::{ContactData, Message, WrappedContactData};
 use fleetgate_types::ClientId;
 use fleetgate_types::contact::{Contact, ContactError, ContactHandler, FileContent, StreamSession};
@@ -368,7 +368,7 @@ pub fn frame(w: &WrappedContactData, magic: bool) -> Vec<u8> {
 
 /// The client side of a stream: a request body we keep open and a frame reader.
 pub struct ClientStream {
-    pub body_tx: mpsc::Sender<Bytes>,
+    pub body_tx: frames::Sender,
     pub resp: Incoming,
     dec: FrameDecoder,
 }
@@ -379,7 +379,7 @@ impl ClientStream {
         first: Vec<u8>,
         deflate: bool,
     ) -> (u16, Option<ClientStream>) {
-        let (body_tx, rx) = mpsc::channel(16);
+        let (body_tx, rx) = frames::channel(16);
         body_tx.send(Bytes::from(first)).await.unwrap();
         let mut req = Request::post("https://localhost/streaming-message")
             .body(ResponseBody::Channel(rx))
