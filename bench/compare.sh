@@ -493,7 +493,11 @@ cluster_run() { # FLAVOR
       sleep 0.5
     done
   done
+  # The servers' CPU while every stream sits idle (over the 5 s before the RSS sample).
+  local c0=0 c1=0
+  for p in "${fe_pids[@]}"; do c0=$(( c0 + $(cpu_ticks "$p") )); done
   sleep 5
+  for p in "${fe_pids[@]}"; do c1=$(( c1 + $(cpu_ticks "$p") )); done
   local rss1=0 connected=0 streams=0 rss_each=""
   for p in "${fe_pids[@]}"; do
     local r
@@ -520,13 +524,16 @@ cluster_run() { # FLAVOR
   record "$flavor" cluster.rss_before_kib "$rss0"
   record "$flavor" cluster.rss_after_kib "$rss1"
   record "$flavor" cluster.rss_each_mib "$rss_each"
+  record "$flavor" cluster.idle_cpu_pct "$(python3 -c "print(f'{($c1 - $c0) / $tck / 5 * 100:.0f}')")"
   record "$flavor" cluster.kib_per_client "$(python3 -c "print(f'{($rss1 - $rss0) / max($connected, 1):.1f}')")"
   # Every inserting loadgen's figures; the table shows the worst p99 and the summed counts.
-  local p50s="" p99s="" lost=0 received=0 inserted=0
+  local p50s="" p99s="" ip50s="" ip99s="" lost=0 received=0 inserted=0
   for (( k = 0; k < frontends; k++ )); do
     f="$dir/loadgen.$k.log"
     p50s+="$(lg_field "$f" '^latency: +p50 ([0-9.]+) ms.*') "
     p99s+="$(lg_field "$f" '^latency: .* p99 ([0-9.]+) ms.*') "
+    ip50s+="$(lg_field "$f" '^insert call: p50 ([0-9.]+) ms.*') "
+    ip99s+="$(lg_field "$f" '^insert call: .* p99 ([0-9.]+) ms.*') "
     lost=$(( lost + $(lg_field "$f" '^download: .* ([0-9]+) lost.*') ))
     received=$(( received + $(lg_field "$f" '^download: .* ([0-9]+) received.*') ))
     inserted=$(( inserted + $(lg_field "$f" '^download: +([0-9]+) inserted.*') ))
@@ -535,6 +542,9 @@ cluster_run() { # FLAVOR
   record "$flavor" cluster.p99_each "$p99s"
   record "$flavor" cluster.p50 "$(python3 -c "print(max(float(x) for x in '$p50s'.split()))")"
   record "$flavor" cluster.p99 "$(python3 -c "print(max(float(x) for x in '$p99s'.split()))")"
+  # The InsertMessage call alone (admin-only server: store, then notify the frontend).
+  record "$flavor" cluster.insert_p50_each "$ip50s"
+  record "$flavor" cluster.insert_p99_each "$ip99s"
   record "$flavor" cluster.inserted "$inserted"
   record "$flavor" cluster.received "$received"
   record "$flavor" cluster.lost "$lost"

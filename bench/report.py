@@ -103,6 +103,7 @@ if get("go", "cluster.clients") or get("fleetgate", "cluster.clients"):
                  f"{get('fleetgate', 'cluster.rss_before_kib')} → "
                  f"{get('fleetgate', 'cluster.rss_after_kib')}", "KiB", "", ""))
     same("cluster: each frontend's RSS after", "cluster.rss_each_mib", "MiB")
+    same("cluster: frontends' CPU, all streams idle (100 = one core)", "cluster.idle_cpu_pct", "%")
     row("cluster: RSS per idle streaming client", "cluster.kib_per_client", "KiB", True,
         target=lambda r: r <= 1 / 3)
     same("cluster: delivery p50 per frontend's clients", "cluster.p50_each", "ms")
@@ -112,6 +113,8 @@ if get("go", "cluster.clients") or get("fleetgate", "cluster.clients"):
     if p99 is not None and num("fleetgate", "cluster.clients"):
         met = p99 < 100 and num("fleetgate", "cluster.clients") >= 50000
         rows[-1] = rows[-1][:5] + ("< 100 ms with 50,000 open: " + ("met" if met else "missed"),)
+    same("cluster: InsertMessage call p50 per inserting loadgen", "cluster.insert_p50_each", "ms")
+    same("cluster: InsertMessage call p99 per inserting loadgen", "cluster.insert_p99_each", "ms")
     same("cluster: inserted / received / lost", "cluster.inserted")
     rows[-1] = (rows[-1][0],
                 " / ".join(get("go", k) for k in ("cluster.inserted", "cluster.received", "cluster.lost")),
