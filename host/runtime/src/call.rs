@@ -4,10 +4,13 @@
 //!
 //! Every call gets a fresh instance from the pooling allocator rather than a kept one: a trap
 //! leaves nothing behind, memory a plugin leaked is returned, and no state crosses between
-//! messages of different clients. A whole echo call — pool slot, WASI context, instantiation
-//! from the `InstancePre`, `init`, `process` and its `send-to-client` — measured 74 µs in a
-//! release build (the `fresh_instance_cost` test prints it; ~5 ms in an unoptimised build),
-//! small next to the store write each message already costs.
+//! messages of different clients (`tests/isolation.rs`). A whole echo call — pool slot, WASI
+//! context, instantiation from the `InstancePre`, `init`, `process` and its `send-to-client` —
+//! costs about 18 µs in a release build (`examples/plugin_bench.rs`; the `fresh_instance_cost`
+//! test prints it in an unoptimised build), small next to the store write each message already
+//! costs. What is left is wasmtime's own work: instantiating the component's core instances,
+//! lowering the message into guest memory (one guest `realloc` call per string or list), and
+//! dropping the store; how slots are reset is in `runtime.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
