@@ -45,8 +45,9 @@ impl Engine {
         let mut msgs = if tokens.as_ref().is_some_and(|t| t.values().all(|&n| n == 0)) {
             Vec::new()
         } else {
+            // Linked to the contact in the lease's own transaction.
             store
-                .client_messages_for_processing(client, MAX_BATCH, tokens.as_ref())
+                .client_messages_for_processing(client, MAX_BATCH, tokens.as_ref(), Some(contact))
                 .await?
         };
         if let Some(t) = tokens.as_mut() {
@@ -57,21 +58,22 @@ impl Engine {
             }
         }
         if let Some(labels) = broadcast_labels {
-            msgs.extend(self.broadcast_messages(client, labels).await);
+            let instances = self.broadcast_messages(client, labels).await;
+            let ids: Vec<MessageId> = instances
+                .iter()
+                .filter_map(|m| MessageId::from_bytes(&m.message_id).ok())
+                .collect();
+            // The instances are already stored, so failing now would strand them. The link is
+            // bookkeeping; delivering matters more.
+            if !ids.is_empty()
+                && let Err(e) = store.link_messages_to_contact(contact, &ids).await
+            {
+                tracing::warn!(client = %client, contact = %contact, error = %e, "linking broadcast messages to the contact");
+            }
+            msgs.extend(instances);
         }
         if msgs.is_empty() {
             return Ok(msgs);
-        }
-        let ids: Vec<MessageId> = msgs
-            .iter()
-            .filter_map(|m| MessageId::from_bytes(&m.message_id).ok())
-            .collect();
-        // The lease is already committed, so failing now would strand these messages for 15
-        // minutes. And a stream that outlives the lease (a configured lifespan above 15 min)
-        // hands the same message out again under the same contact, which the store refuses as a
-        // duplicate link. The link is bookkeeping; delivering matters more.
-        if let Err(e) = store.link_messages_to_contact(contact, &ids).await {
-            tracing::warn!(client = %client, contact = %contact, error = %e, "linking delivered messages to the contact");
         }
         // The client never acks Die, so it is done once handed out.
         let now = self.inner.clock.now();

@@ -93,12 +93,14 @@ pub trait MessageStore: Send + Sync {
     ) -> Result<Option<(prost_types::Timestamp, Option<MessageResult>)>>;
     /// Leases up to `limit` due messages for a client; at most `service_limits[svc]` per service when
     /// limits are given (a missing service gets 0). Each leased message becomes due again after the
-    /// client lease.
+    /// client lease. With `contact`, the leased messages are also linked to it (an existing link
+    /// is kept) in the same transaction.
     async fn client_messages_for_processing(
         &self,
         client: ClientId,
         limit: usize,
         service_limits: Option<&HashMap<String, u64>>,
+        contact: Option<ContactId>,
     ) -> Result<Vec<Message>>;
     /// Leases up to `limit` due server-bound messages; each becomes due again per the server retry
     /// schedule. Returns the messages with data.

@@ -68,7 +68,7 @@ timed!(MessageStore {
     fn get_existing_messages(&self, ids: &[MessageId], want_data: bool) -> Vec<Message>;
     fn get_message_result(&self, id: MessageId) -> Option<MessageResult>;
     fn get_message_status(&self, id: MessageId) -> Option<(prost_types::Timestamp, Option<MessageResult>)>;
-    fn client_messages_for_processing(&self, client: ClientId, limit: usize, service_limits: Option<&HashMap<String, u64>>) -> Vec<Message>;
+    fn client_messages_for_processing(&self, client: ClientId, limit: usize, service_limits: Option<&HashMap<String, u64>>, contact: Option<ContactId>) -> Vec<Message>;
     fn lease_server_messages(&self, limit: usize) -> Vec<Message>;
     fn get_pending_messages(&self, clients: &[ClientId], offset: u64, limit: u64, want_data: bool) -> Vec<Message>;
     fn get_pending_message_count(&self, clients: &[ClientId]) -> u64;

@@ -143,7 +143,11 @@ async fn broadcast_store(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     }
     // The instance is pending but leased for ClientRetryTime.
     assert_eq!(
-        ok("lease", s.client_messages_for_processing(c, 10, None).await).len(),
+        ok(
+            "lease",
+            s.client_messages_for_processing(c, 10, None, None).await
+        )
+        .len(),
         0
     );
     assert_eq!(

@@ -47,7 +47,8 @@ async fn leases(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
             let mut got = Vec::new();
             for _ in 0..10 {
                 let batch = if t % 2 == 0 {
-                    s.client_messages_for_processing(client(1), 5, None).await
+                    s.client_messages_for_processing(client(1), 5, None, None)
+                        .await
                 } else {
                     s.lease_server_messages(5).await
                 };

@@ -10,7 +10,7 @@ use fleetgate_types::{FakeClock, MessageId};
 
 use super::messages::{add_client, processed};
 use super::{Case, any, client, mid, ok, to_client, to_server};
-use crate::Store;
+use crate::{ContactRecord, Store};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -28,6 +28,11 @@ pub fn cases() -> Vec<Case> {
             name: "client_message_due_when_stored",
             checks: "Fleetgate: no strict-before-now gap",
             run: |s, c| Box::pin(due_in_the_microsecond_it_is_stored(s, c)),
+        },
+        Case {
+            name: "client_lease_links_contact",
+            checks: "Fleetgate: lease and link in one transaction",
+            run: |s, c| Box::pin(lease_links_contact(s, c)),
         },
         Case {
             name: "lease_server_messages",
@@ -55,7 +60,8 @@ async fn for_processing(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     // 17
     let got = ok(
         "client_messages_for_processing",
-        s.client_messages_for_processing(client(1), 10, None).await,
+        s.client_messages_for_processing(client(1), 10, None, None)
+            .await,
     );
     assert_eq!(got, vec![stored]);
 }
@@ -71,7 +77,8 @@ async fn due_in_the_microsecond_it_is_stored(s: Arc<dyn Store>, clock: Arc<FakeC
     );
     let got = ok(
         "lease at store time",
-        s.client_messages_for_processing(client(1), 10, None).await,
+        s.client_messages_for_processing(client(1), 10, None, None)
+            .await,
     );
     assert_eq!(
         got.len(),
@@ -99,7 +106,7 @@ async fn for_processing_limit(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
         let limits = HashMap::from([(svc.to_owned(), 5u64)]);
         let got = ok(
             "limited lease",
-            s.client_messages_for_processing(client(1), 10, Some(&limits))
+            s.client_messages_for_processing(client(1), 10, Some(&limits), None)
                 .await,
         );
         assert_eq!(got.len(), 5, "{svc}");
@@ -112,7 +119,8 @@ async fn for_processing_limit(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     assert_eq!(
         ok(
             "lease 10",
-            s.client_messages_for_processing(client(1), 10, None).await
+            s.client_messages_for_processing(client(1), 10, None, None)
+                .await
         )
         .len(),
         10
@@ -121,13 +129,15 @@ async fn for_processing_limit(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     for _ in 0..20 {
         ok(
             "lease 10",
-            s.client_messages_for_processing(client(1), 10, None).await,
+            s.client_messages_for_processing(client(1), 10, None, None)
+                .await,
         );
     }
     assert_eq!(
         ok(
             "lease after drain",
-            s.client_messages_for_processing(client(1), 10, None).await
+            s.client_messages_for_processing(client(1), 10, None, None)
+                .await
         )
         .len(),
         0
@@ -137,11 +147,41 @@ async fn for_processing_limit(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     assert_eq!(
         ok(
             "lease after expiry",
-            s.client_messages_for_processing(client(1), 500, None).await
+            s.client_messages_for_processing(client(1), 500, None, None)
+                .await
         )
         .len(),
         200
     );
+}
+
+async fn lease_links_contact(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
+    clock.set_seconds(1_700_000_000);
+    add_client(&*s, 1).await;
+    let rec = ContactRecord {
+        client_id: Some(client(1)),
+        streaming_to: "local".into(),
+        ..Default::default()
+    };
+    let contact = ok("record_client_contact", s.record_client_contact(&rec).await);
+    let id = MessageId::for_client_message(client(1), "Svc", b"linked");
+    ok(
+        "store_messages",
+        s.store_messages(&[to_client(id, client(1), "Svc", 1_700_000_000)], None)
+            .await,
+    );
+    let lease = |s: Arc<dyn Store>| async move {
+        s.client_messages_for_processing(client(1), 10, None, Some(contact))
+            .await
+    };
+    assert_eq!(ok("lease with contact", lease(s.clone()).await).len(), 1);
+    assert!(
+        s.link_messages_to_contact(contact, &[id]).await.is_err(),
+        "the lease linked the message: linking it again is a duplicate"
+    );
+    // A stream outliving the lease gets the message again under the same contact: no error.
+    clock.advance(Duration::from_secs(15 * 60 + 1));
+    assert_eq!(ok("lease again", lease(s.clone()).await).len(), 1);
 }
 
 async fn lease_server(s: Arc<dyn Store>, clock: Arc<FakeClock>) {

@@ -302,7 +302,8 @@ async fn pending_messages(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     assert_eq!(
         ok(
             "client_messages_for_processing",
-            s.client_messages_for_processing(client(1), 1, None).await
+            s.client_messages_for_processing(client(1), 1, None, None)
+                .await
         ),
         vec![]
     );

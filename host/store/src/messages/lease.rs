@@ -1,16 +1,22 @@
 //! Leasing due messages: to a client (`ClientMessagesForProcessing`) and to the server's backlog
 //! loop. Both pick candidates with a bounded, non-locking read, lock those rows by primary key
 //! (re-checking that they are still due), and update only the locked rows, in one transaction.
+//! A client lease also links what it leased to the contact in that transaction: one commit per
+//! delivery instead of two, and each commit waits for the database's log flush.
+//!
+//! Candidates are picked by id only, and the rows (with their payload BLOBs) are read once
+//! locked: MariaDB materialises the per-service derived tables of the candidate query, and a
+//! temporary table holding a BLOB goes to disk, which under load made every lease cost a file.
 
 use std::collections::{HashMap, HashSet};
 
 use fleetgate_types::pb::fleetspeak::Message;
 use fleetgate_types::time::{client_retry_time, server_retry_time, unix_micros};
-use fleetgate_types::{ClientId, MessageId};
+use fleetgate_types::{ClientId, ContactId, MessageId};
 use sea_orm::{DatabaseTransaction, Value};
 
 use super::rows::{self, MSG_COLS};
-use super::write::corrupt;
+use super::write::{corrupt, link};
 use crate::api::Result;
 use crate::db::{Q, placeholders, to_i64};
 use crate::store::SeaOrmStore;
@@ -22,6 +28,7 @@ pub(crate) async fn client_messages(
     client: ClientId,
     limit: usize,
     service_limits: Option<&HashMap<String, u64>>,
+    contact: Option<ContactId>,
 ) -> Result<Vec<Message>> {
     if limit == 0 {
         return Ok(Vec::new());
@@ -34,8 +41,7 @@ pub(crate) async fn client_messages(
     s.tx("client_messages_for_processing", move |tx| {
         Box::pin(async move {
             let q = tx.q();
-            let mut msgs = client_candidates(&q, client, limit, service_limits, now_us).await?;
-            let ids = ids_of(&q, &msgs)?;
+            let ids = client_candidates(&q, client, limit, service_limits, now_us).await?;
             let locked: HashSet<MessageId> =
                 lock(&q, false, &ids, now_us).await?.into_keys().collect();
             if locked.is_empty() {
@@ -51,29 +57,29 @@ pub(crate) async fn client_messages(
             let mut vals: Vec<Value> = vec![lease_us.into()];
             vals.extend(locked_ids.iter().map(|id| id.to_vec().into()));
             q.exec(&sql, vals).await?;
-            msgs.retain(|m| {
-                MessageId::from_bytes(&m.message_id).is_ok_and(|id| locked.contains(&id))
-            });
-            Ok(msgs)
+            if let Some(c) = contact {
+                // Duplicates ignored: a stream outliving the 15-minute lease hands the same
+                // message out again under the same contact.
+                link(&tx, c, locked_ids.iter().copied(), true).await?;
+            }
+            leased_rows(&q, false, &locked_ids).await
         })
     })
     .await
 }
 
-/// Due messages of `client`, at most `limit`, at most `service_limits[svc]` per service (a service
-/// missing from the map gets none), in message id order.
+/// Ids of due messages of `client`, at most `limit`, at most `service_limits[svc]` per service (a
+/// service missing from the map gets none), in id order.
 async fn client_candidates(
     q: &TxQ<'_>,
     client: ClientId,
     limit: usize,
     service_limits: Option<&HashMap<String, u64>>,
     now_us: i64,
-) -> Result<Vec<Message>> {
-    let base = format!(
-        "SELECT {MSG_COLS}, pm.data_type_url, pm.data_value FROM messages m \
+) -> Result<Vec<MessageId>> {
+    let base = "SELECT m.message_id FROM messages m \
          JOIN pending_messages pm ON pm.for_server = 0 AND pm.message_id = m.message_id \
-         WHERE m.destination_client_id = ? AND pm.scheduled_time < ?"
-    );
+         WHERE m.destination_client_id = ? AND pm.scheduled_time < ?";
     let lim = to_i64(limit as u64);
     let (sql, vals): (String, Vec<Value>) = match service_limits {
         None => (
@@ -100,21 +106,27 @@ async fn client_candidates(
             (parts.join(" UNION ALL "), vals)
         }
     };
-    let mut msgs = q
-        .all(&sql, vals)
-        .await?
-        .iter()
-        .map(|r| rows::decode(&q.row(r)))
-        .collect::<Result<Vec<_>>>()?;
-    msgs.sort_by(|a, b| a.message_id.cmp(&b.message_id));
-    msgs.truncate(limit);
-    Ok(msgs)
+    let mut ids = Vec::new();
+    for r in q.all(&sql, vals).await? {
+        ids.push(MessageId::from_bytes(&q.row(&r).bytes(0)?).map_err(|e| corrupt(q.op, e))?);
+    }
+    ids.sort();
+    ids.truncate(limit);
+    Ok(ids)
 }
 
-fn ids_of(q: &TxQ<'_>, msgs: &[Message]) -> Result<Vec<MessageId>> {
-    msgs.iter()
-        .map(|m| MessageId::from_bytes(&m.message_id).map_err(|e| corrupt(q.op, e)))
-        .collect()
+/// The messages of `ids` with their pending payload, in id order: the rows a lease just took.
+async fn leased_rows(q: &TxQ<'_>, for_server: bool, ids: &[MessageId]) -> Result<Vec<Message>> {
+    let sql = format!(
+        "SELECT {MSG_COLS}, pm.data_type_url, pm.data_value FROM messages m \
+         JOIN pending_messages pm ON pm.for_server = ? AND pm.message_id = m.message_id \
+         WHERE m.message_id IN ({}) ORDER BY m.message_id",
+        placeholders(ids.len())
+    );
+    let mut vals: Vec<Value> = vec![for_server.into()];
+    vals.extend(ids.iter().map(|id| id.to_vec().into()));
+    let rows = q.all(&sql, vals).await?;
+    rows.iter().map(|r| rows::decode(&q.row(r))).collect()
 }
 
 /// Locks the pending rows of `ids` that are still due; returns their retry counts.
@@ -171,14 +183,7 @@ pub(crate) async fn server_messages(s: &SeaOrmStore, limit: usize) -> Result<Vec
             sql.push_str(&format!(" END WHERE for_server = 1 AND message_id IN ({})", placeholders(ids.len())));
             vals.extend(ids.iter().map(|id| id.to_vec().into()));
             q.exec(&sql, vals).await?;
-            let sql = format!(
-                "SELECT {MSG_COLS}, pm.data_type_url, pm.data_value FROM messages m \
-                 JOIN pending_messages pm ON pm.for_server = 1 AND pm.message_id = m.message_id \
-                 WHERE m.message_id IN ({}) ORDER BY m.message_id",
-                placeholders(ids.len())
-            );
-            let rows = q.all(&sql, ids.iter().map(|id| id.to_vec().into()).collect()).await?;
-            rows.iter().map(|r| rows::decode(&q.row(r))).collect()
+            leased_rows(&q, true, &ids).await
         })
     })
     .await

@@ -84,8 +84,9 @@ impl MessageStore for SeaOrmStore {
         client: ClientId,
         limit: usize,
         service_limits: Option<&HashMap<String, u64>>,
+        contact: Option<ContactId>,
     ) -> Result<Vec<Message>> {
-        lease::client_messages(self, client, limit, service_limits).await
+        lease::client_messages(self, client, limit, service_limits, contact).await
     }
 
     async fn lease_server_messages(&self, limit: usize) -> Result<Vec<Message>> {
