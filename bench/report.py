@@ -106,7 +106,8 @@ if get("go", "cluster.clients") or get("fleetgate", "cluster.clients"):
     same("cluster: frontends' CPU, all streams idle (100 = one core)", "cluster.idle_cpu_pct", "%")
     row("cluster: RSS per idle streaming client", "cluster.kib_per_client", "KiB", True,
         target=lambda r: r <= 1 / 3)
-    if get("go", "cluster.clients") != get("fleetgate", "cluster.clients"):
+    if (get("go", "cluster.clients") and get("fleetgate", "cluster.clients")
+            and get("go", "cluster.clients") != get("fleetgate", "cluster.clients")):
         # Per contacted client: a server that left connections half-open is not comparable.
         rows[-1] = rows[-1][:4] + ("", "not comparable: not the same number of clients connected")
     same("cluster: delivery p50 per frontend's clients", "cluster.p50_each", "ms")
