@@ -280,6 +280,30 @@ record() { # FLAVOR KEY VALUE
 }
 
 # ---------------------------------------------------------------- workload 1: idle clients
+# One loadgen process of a sharded workload, in the background; its pid goes to the caller's
+# `lg_pids` and to `pids` (stopped on exit). Each shard connects from its own 127.0.0.k.
+shard() { # DIR K SERVER ADMIN CLIENTS CONNECT_RATE LOADGEN_ARGS...
+  local dir=$1 k=$2 server=$3 admin=$4 c=$5 rate=$6
+  shift 6
+  rm -f "$dir/ready.$k"
+  "$fg_bin" loadgen --server "$server" --server_name localhost \
+    --ca "$pki/ca.pem" --admin "$admin" --clients "$c" --connect_rate "$rate" \
+    --ready_file "$dir/ready.$k" "$@" > "$dir/loadgen.$k.log" 2>&1 &
+  lg_pids+=($!)
+  pids+=($!)
+}
+
+# Waits until every shard has written its ready file; a shard that died ends the run.
+wait_shards() { # DIR SHARDS
+  local dir=$1 k
+  for (( k = 0; k < $2; k++ )); do
+    while [[ ! -s "$dir/ready.$k" ]]; do
+      kill -0 "${lg_pids[$k]}" 2>/dev/null || { cat "$dir/loadgen.$k.log" >&2; exit 1; }
+      sleep 0.5
+    done
+  done
+}
+
 idle_level() { # FLAVOR N TOP(0/1)
   local flavor=$1 want=$2 top=$3 n=$2
   (( n > max_clients )) && n=$max_clients
@@ -304,19 +328,9 @@ idle_level() { # FLAVOR N TOP(0/1)
     else
       extra=(--duration 3600)
     fi
-    rm -f "$dir/ready.$k"
-    "$fg_bin" loadgen --server "127.0.0.$((k + 1)):$port" --server_name localhost \
-      --ca "$pki/ca.pem" --admin "$srv_admin" --clients "$c" --connect_rate "$per_rate" \
-      --ready_file "$dir/ready.$k" "${extra[@]}" > "$dir/loadgen.$k.log" 2>&1 &
-    lg_pids+=($!)
-    pids+=($!)
+    shard "$dir" "$k" "127.0.0.$((k + 1)):$port" "$srv_admin" "$c" "$per_rate" "${extra[@]}"
   done
-  for (( k = 0; k < shards; k++ )); do
-    while [[ ! -s "$dir/ready.$k" ]]; do
-      kill -0 "${lg_pids[$k]}" 2>/dev/null || { cat "$dir/loadgen.$k.log" >&2; exit 1; }
-      sleep 0.5
-    done
-  done
+  wait_shards "$dir" "$shards"
   sleep 5
   local rss1 connected=0 streams
   rss1=$(rss_kib "$srv_pid")
@@ -480,19 +494,10 @@ cluster_run() { # FLAVOR
     else
       extra=(--duration 7200)
     fi
-    rm -f "$dir/ready.$k"
-    "$fg_bin" loadgen --server "127.0.0.$((k + 1)):${fe_ports[$f]}" --server_name localhost \
-      --ca "$pki/ca.pem" --admin "127.0.0.1:$admin_port" --clients "$c" --connect_rate "$per_rate" \
-      --ready_file "$dir/ready.$k" "${extra[@]}" > "$dir/loadgen.$k.log" 2>&1 &
-    lg_pids+=($!)
-    pids+=($!)
+    shard "$dir" "$k" "127.0.0.$((k + 1)):${fe_ports[$f]}" "127.0.0.1:$admin_port" "$c" \
+      "$per_rate" "${extra[@]}"
   done
-  for (( k = 0; k < shards; k++ )); do
-    while [[ ! -s "$dir/ready.$k" ]]; do
-      kill -0 "${lg_pids[$k]}" 2>/dev/null || { cat "$dir/loadgen.$k.log" >&2; exit 1; }
-      sleep 0.5
-    done
-  done
+  wait_shards "$dir" "$shards"
   # The servers' CPU while every stream sits idle (over the 5 s before the RSS sample).
   local c0=0 c1=0
   for p in "${fe_pids[@]}"; do c0=$(( c0 + $(cpu_ticks "$p") )); done
