@@ -7,7 +7,7 @@ use bytes::Bytes;
 use fleetgate_engine::Notifier;
 use fleetgate_engine::notifier::LOCAL;
 use fleetgate_types::ClientId;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -23,6 +23,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// for a minute: at a few hundred inserts a second that runs out of ephemeral ports.
 const IDLE_PER_TARGET: usize = 32;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The most of a target's answer that is read: Go's and Fleetgate's listeners answer with an
+/// empty body or a one-line error.
+const MAX_RESPONSE_BODY: usize = 4096;
 
 /// Sends notifications over plain HTTP/1.1, reusing keep-alive connections per target. Cheap to
 /// share.
@@ -68,8 +71,9 @@ impl HttpNotifier {
             .map_err(|e| format!("building the request: {e}"))?;
         let resp = self.pool.request(req).await.map_err(|e| chain(&e))?;
         let status = resp.status();
-        // Read to the end (at most a one-line error text) so the connection can be reused.
-        resp.into_body()
+        // Read to the end so the connection can be reused. A listener answers at most a
+        // one-line text; a target sending more is not one, and is not read into memory.
+        Limited::new(resp.into_body(), MAX_RESPONSE_BODY)
             .collect()
             .await
             .map_err(|e| format!("reading the response: {e}"))?;

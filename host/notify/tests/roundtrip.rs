@@ -67,6 +67,31 @@ async fn notifier_reaches_listener() {
     l.stop.cancel();
 }
 
+/// A target that is not a listener and streams an endless body: the notifier stops reading at
+/// its small limit and counts a failure, instead of buffering whatever arrives for 5 s.
+#[tokio::test]
+async fn an_endless_answer_is_not_read_into_memory() {
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = socket.accept().await.expect("accept");
+        let mut request = [0u8; 1024];
+        let _ = s.read(&mut request).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await;
+        let chunk = format!("{:x}\r\n{}\r\n", 1 << 16, "x".repeat(1 << 16));
+        while s.write_all(chunk.as_bytes()).await.is_ok() {}
+    });
+    let stats = Arc::new(Stats::default());
+    let n = HttpNotifier::new(Duration::from_secs(5), stats.clone());
+    let sent = n.send(&addr, ClientId::new([1; 8])).await;
+    let err = sent.expect_err("an oversized answer is an error");
+    assert!(err.contains("reading the response"), "{err}");
+}
+
 #[tokio::test]
 async fn unreachable_target_is_counted_not_fatal() {
     // Bind then drop, so the port is (almost certainly) closed.
