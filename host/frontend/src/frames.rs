@@ -45,6 +45,32 @@ fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+impl State {
+    /// Whether a frame can be queued now.
+    fn room(&self) -> Result<(), TrySendError> {
+        if !self.receiver_alive {
+            return Err(TrySendError::Closed);
+        }
+        if self.queue.len() >= self.depth {
+            return Err(TrySendError::Full);
+        }
+        Ok(())
+    }
+
+    /// Queues a frame; returns the waiting reader, to be woken once the lock is released.
+    fn push(&mut self, frame: Bytes) -> Option<Waker> {
+        self.queue.push_back(frame);
+        self.reader.take()
+    }
+}
+
+/// Wakes outside the lock, so the woken task does not find it held.
+fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
 /// The receiver is gone: the client left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
@@ -62,18 +88,10 @@ impl Sender {
     /// Queues `frame` if there is room now.
     pub fn try_send(&self, frame: Bytes) -> Result<(), TrySendError> {
         let mut state = lock(&self.0);
-        if !state.receiver_alive {
-            return Err(TrySendError::Closed);
-        }
-        if state.queue.len() >= state.depth {
-            return Err(TrySendError::Full);
-        }
-        state.queue.push_back(frame);
-        let reader = state.reader.take();
+        state.room()?;
+        let reader = state.push(frame);
         drop(state);
-        if let Some(w) = reader {
-            w.wake();
-        }
+        wake(reader);
         Ok(())
     }
 
@@ -83,21 +101,17 @@ impl Sender {
         let mut frame = Some(frame);
         poll_fn(|cx| {
             let mut state = lock(&self.0);
-            if !state.receiver_alive {
-                return Poll::Ready(Err(Closed));
+            match state.room() {
+                Err(TrySendError::Closed) => return Poll::Ready(Err(Closed)),
+                Err(TrySendError::Full) => {
+                    state.writer = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
+                Ok(()) => {}
             }
-            if state.queue.len() >= state.depth {
-                state.writer = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            if let Some(f) = frame.take() {
-                state.queue.push_back(f);
-            }
-            let reader = state.reader.take();
+            let reader = frame.take().and_then(|f| state.push(f));
             drop(state);
-            if let Some(w) = reader {
-                w.wake();
-            }
+            wake(reader);
             Poll::Ready(Ok(()))
         })
         .await
@@ -110,9 +124,7 @@ impl Drop for Sender {
         state.sender_alive = false;
         let reader = state.reader.take();
         drop(state);
-        if let Some(w) = reader {
-            w.wake();
-        }
+        wake(reader);
     }
 }
 
@@ -141,9 +153,7 @@ impl Receiver {
         }
         let writer = state.writer.take();
         drop(state);
-        if let Some(w) = writer {
-            w.wake();
-        }
+        wake(writer);
         Poll::Ready(Some(frame))
     }
 
@@ -160,9 +170,7 @@ impl Drop for Receiver {
         state.queue = VecDeque::new();
         let writer = state.writer.take();
         drop(state);
-        if let Some(w) = writer {
-            w.wake();
-        }
+        wake(writer);
     }
 }
 
