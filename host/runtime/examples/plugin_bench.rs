@@ -10,7 +10,8 @@
 //! 1. Overhead: N messages one after another through `ServiceEntry` + `service::run` (the
 //!    engine's path: slot, budget, call) with the bundled `echo` component (a fresh pooled
 //!    instance, `init` and `process` per message, its reply handed to a sink that drops it)
-//!    against the native `NoopService`; p50/p99 per call.
+//!    against the native `NoopService`; p50/p99 per call. Once back to back, once with a
+//!    200 µs pause before each call.
 //! 2. Throughput through `echo` with `max_parallelism` 1, 10 and 100: N messages, as many in
 //!    flight as the service allows, on a Tokio runtime with one worker per core.
 #![allow(clippy::unwrap_used)]
@@ -60,15 +61,22 @@ fn message(i: u64) -> Message {
     }
 }
 
+/// The pause between paced calls: 5,000 messages/s at most.
+const GAP_US: u64 = 200;
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Sequential calls; returns sorted latencies.
-async fn latencies(entry: &ServiceEntry, n: u64) -> Vec<Duration> {
+/// Sequential calls, the next one `gap` after the previous answer; returns sorted latencies.
+async fn latencies(entry: &ServiceEntry, n: u64, gap: Duration) -> Vec<Duration> {
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n {
+        if !gap.is_zero() {
+            // A thread sleep, not Tokio's timer (1 ms granularity).
+            std::thread::sleep(gap);
+        }
         let m = message(i);
         let t = Instant::now();
         let outcome = run(entry, &m).await;
@@ -145,28 +153,36 @@ fn main() {
         let noop: Arc<dyn Service> = Arc::new(NoopService);
 
         // Warm up: pool slots, allocator, branch predictors.
-        latencies(&ServiceEntry::new(echo.clone(), 1), 2_000).await;
+        latencies(&ServiceEntry::new(echo.clone(), 1), 2_000, Duration::ZERO).await;
 
-        println!("\n== per-call latency, sequential, N = {n} ==");
-        let native = latencies(&ServiceEntry::new(noop.clone(), 1), n).await;
-        let wasm = latencies(&ServiceEntry::new(echo.clone(), 1), n).await;
-        println!(
-            "{:<12} {:>10} {:>10} {:>10}",
-            "service", "p50 µs", "p99 µs", "max µs"
-        );
-        for (name, l) in [("NoopService", &native), ("echo (wasm)", &wasm)] {
+        // Back to back, then paced: with a pause between calls, other work (or the idle
+        // core's power states) cools the caches the call runs on.
+        for gap in [Duration::ZERO, Duration::from_micros(GAP_US)] {
+            if gap.is_zero() {
+                println!("\n== per-call latency, sequential, back to back, N = {n} ==");
+            } else {
+                println!("\n== per-call latency, sequential, {GAP_US} µs between calls, N = {n} ==");
+            }
+            let native = latencies(&ServiceEntry::new(noop.clone(), 1), n, gap).await;
+            let wasm = latencies(&ServiceEntry::new(echo.clone(), 1), n, gap).await;
             println!(
-                "{name:<12} {:>10.2} {:>10.2} {:>10.1}",
-                us(percentile(l, 0.5)),
-                us(percentile(l, 0.99)),
-                us(*l.last().unwrap())
+                "{:<12} {:>10} {:>10} {:>10}",
+                "service", "p50 µs", "p99 µs", "max µs"
+            );
+            for (name, l) in [("NoopService", &native), ("echo (wasm)", &wasm)] {
+                println!(
+                    "{name:<12} {:>10.2} {:>10.2} {:>10.1}",
+                    us(percentile(l, 0.5)),
+                    us(percentile(l, 0.99)),
+                    us(*l.last().unwrap())
+                );
+            }
+            println!(
+                "added by the component: p50 {:.2} µs, p99 {:.2} µs",
+                us(percentile(&wasm, 0.5)) - us(percentile(&native, 0.5)),
+                us(percentile(&wasm, 0.99)) - us(percentile(&native, 0.99))
             );
         }
-        println!(
-            "added by the component: p50 {:.2} µs, p99 {:.2} µs",
-            us(percentile(&wasm, 0.5)) - us(percentile(&native, 0.5)),
-            us(percentile(&wasm, 0.99)) - us(percentile(&native, 0.99))
-        );
 
         println!("\n== throughput through echo, N = {n}, {cores} worker threads ==");
         println!(
