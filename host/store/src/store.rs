@@ -12,7 +12,7 @@ use sea_orm::sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sea_orm::sqlx::{self, ConnectOptions as _};
+use sea_orm::sqlx::{self, ConnectOptions as _, Connection as _};
 use sea_orm::{DatabaseConnection, SqlxMySqlConnector, SqlxSqliteConnector};
 use sea_orm_migration::MigratorTrait;
 
@@ -24,6 +24,8 @@ use crate::migrations::Migrator;
 /// Connections kept to a MySQL server (the original keeps 100; one Fleetgate process rarely needs
 /// more than a few dozen at once).
 const MYSQL_POOL: u32 = 32;
+/// A pooled MySQL connection idle at least this long is pinged before use (see `open_mysql`).
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// Connections to an SQLite file: readers run in parallel under WAL, writers queue on the lock.
 const SQLITE_FILE_POOL: u32 = 4;
 /// How long SQLite waits for another connection's write lock before reporting SQLITE_BUSY.
@@ -158,6 +160,21 @@ async fn open_mysql(url: &str) -> Result<DatabaseConnection> {
     let pool = MySqlPoolOptions::new()
         .max_connections(MYSQL_POOL)
         .acquire_timeout(Duration::from_secs(10))
+        // sqlx pings every pooled connection when it is returned, and by default again before
+        // handing it out: a round trip added to every statement and transaction. A connection
+        // returned moments ago was just proven alive, so only one idle for a while is pinged.
+        // One that died in between (the server restarted) fails its first statement with a
+        // retryable error; the transaction is retried on another connection, and sqlx drops
+        // the dead one when its release ping fails.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(opts)
         .await
         .map_err(|e| conn_err("open", e))?;
