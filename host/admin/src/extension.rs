@@ -64,10 +64,10 @@ impl FleetgateAdmin for ExtensionService {
             let dest = parse::message(m, &self.engine).map_err(|s| for_item(i, s))?;
             clients.extend(dest);
         }
-        parse::clients_exist(&self.engine, &clients).await?;
+        let known = parse::clients_exist(&self.engine, &clients).await?;
         let ids = self
             .engine
-            .insert_messages(msgs)
+            .insert_messages(msgs, &known)
             .await
             .map_err(|e| from_engine("can't insert messages", e))?;
         Ok(Response::new(InsertMessagesResponse {

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use fleetgate_engine::Engine;
 use fleetgate_pb::fleetspeak::Message;
+use fleetgate_pb::fleetspeak::server::Client;
 use fleetgate_types::time::{from_timestamp, to_timestamp};
 use fleetgate_types::{BroadcastId, ClientId, MessageId};
 use prost::Message as _;
@@ -89,11 +90,15 @@ pub(crate) fn message(m: &mut Message, engine: &Engine) -> Result<Option<ClientI
 }
 
 /// Every destination client must exist: a message to a never-seen client is refused, as in the
-/// original. One store read for the whole batch.
-pub(crate) async fn clients_exist(engine: &Engine, clients: &[ClientId]) -> Result<(), Status> {
+/// original. One store read for the whole batch; returns the records, which also say where each
+/// client streams, so the engine need not read them again to notify that server.
+pub(crate) async fn clients_exist(
+    engine: &Engine,
+    clients: &[ClientId],
+) -> Result<Vec<Client>, Status> {
     let wanted: HashSet<ClientId> = clients.iter().copied().collect();
     if wanted.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let ask: Vec<ClientId> = wanted.iter().copied().collect();
     let found = engine
@@ -101,13 +106,13 @@ pub(crate) async fn clients_exist(engine: &Engine, clients: &[ClientId]) -> Resu
         .list_clients(&ask)
         .await
         .map_err(|e| from_store("error listing destination client", e))?;
-    let found: HashSet<Vec<u8>> = found.into_iter().map(|c| c.client_id).collect();
+    let ids: HashSet<&[u8]> = found.iter().map(|c| c.client_id.as_slice()).collect();
     for c in clients {
-        if !found.contains(c.as_bytes().as_slice()) {
+        if !ids.contains(c.as_bytes().as_slice()) {
             return Err(not_found(format!(
                 "expected 1 destination client result, got 0 ({c})"
             )));
         }
     }
-    Ok(())
+    Ok(found)
 }

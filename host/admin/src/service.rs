@@ -182,11 +182,12 @@ impl Admin for AdminService {
     async fn insert_message(&self, req: Request<Message>) -> Reply<EmptyMessage> {
         let mut m = req.into_inner();
         let dest = parse::message(&mut m, &self.engine)?;
-        if let Some(client) = dest {
-            parse::clients_exist(&self.engine, &[client]).await?;
-        }
+        let known = match dest {
+            Some(client) => parse::clients_exist(&self.engine, &[client]).await?,
+            None => Vec::new(),
+        };
         self.engine
-            .insert_message(m)
+            .insert_message_known(m, &known)
             .await
             .map_err(|e| from_engine("can't insert message", e))?;
         Ok(Response::new(EmptyMessage {}))

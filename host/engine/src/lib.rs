@@ -33,18 +33,20 @@ pub mod router;
 pub mod service;
 pub mod system;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use fleetgate_pb::fleetspeak::Message;
+use fleetgate_pb::fleetspeak::server::Client;
 use fleetgate_store::{Store, StoreError};
 use fleetgate_types::message::{destination_client, destination_service};
 use fleetgate_types::time::to_timestamp;
 use fleetgate_types::{ClientId, Clock, MessageId};
 
 pub use contact::Stream;
-pub use notifier::Notifier;
+pub use notifier::{Notifier, StreamedTo};
 pub use router::{Routed, Router};
 pub use service::{NoopService, Outcome, Service, ServiceEntry, ServiceError, Services};
 
@@ -98,6 +100,8 @@ struct Inner {
     broadcasts: Broadcasts,
     /// Tells other servers about messages for streams they hold; unset on a single server.
     notifier: OnceLock<Arc<dyn Notifier>>,
+    /// Notifications sent after their insert answered; counted so tests can wait for them.
+    notifications: tokio_util::task::TaskTracker,
     /// Where contacts, messages and processing are counted; unset in tests and tools.
     metrics: OnceLock<fleetgate_telemetry::Metrics>,
     /// Swapped whole on reload; readers clone the entry they need and drop the lock at once.
@@ -122,6 +126,7 @@ impl Engine {
             streams: StreamRegistry::new(),
             broadcasts,
             notifier: OnceLock::new(),
+            notifications: tokio_util::task::TaskTracker::new(),
             metrics: OnceLock::new(),
             services: RwLock::new(services),
             router: RwLock::new(None),
@@ -210,9 +215,20 @@ impl Engine {
 
     /// Inserts a message from an admin caller or a service. A message for a client is stored as
     /// pending and the client's stream is woken at once: here if held here, else through the
-    /// notifier. A message for a service this server runs is processed now and stored with its
-    /// outcome; for any other service it is queued for the backlog.
-    pub async fn insert_message(&self, mut m: Message) -> Result<MessageId, EngineError> {
+    /// notifier, after this returns. A message for a service this server runs is processed now
+    /// and stored with its outcome; for any other service it is queued for the backlog.
+    pub async fn insert_message(&self, m: Message) -> Result<MessageId, EngineError> {
+        self.insert_message_known(m, &[]).await
+    }
+
+    /// [`Engine::insert_message`] for a caller that has just read the destination client's
+    /// record (`known`; other records are ignored): where the client streams is taken from it
+    /// instead of being read again.
+    pub async fn insert_message_known(
+        &self,
+        mut m: Message,
+        known: &[Client],
+    ) -> Result<MessageId, EngineError> {
         let (id, dest) = self.prepare_insert(&mut m)?;
         match dest {
             // A caller-supplied result: stored as already processed or failed, as the original
@@ -228,9 +244,8 @@ impl Engine {
                     .store
                     .store_messages(std::slice::from_ref(&m), None)
                     .await?;
-                if !self.notify_client(client) {
-                    self.notify_elsewhere(client).await;
-                }
+                let record = known.iter().find(|r| r.client_id == client.as_bytes());
+                self.wake([(client, record.map(StreamedTo::from))]);
             }
             // A service this server does not run is left to the backlog of a server that does:
             // failing it here would lose another server's message.
@@ -254,10 +269,12 @@ impl Engine {
     /// Inserts a batch in one store transaction: every message is checked first, so either all
     /// are stored or none. Messages for clients are queued and their streams woken; messages for
     /// services are queued for the backlog (not processed inline), as the original's
-    /// `InsertMessage` does. Returns the IDs in order.
+    /// `InsertMessage` does. `known` are client records the caller has just read, as for
+    /// [`Engine::insert_message_known`]. Returns the IDs in order.
     pub async fn insert_messages(
         &self,
         mut msgs: Vec<Message>,
+        known: &[Client],
     ) -> Result<Vec<MessageId>, EngineError> {
         let mut ids = Vec::with_capacity(msgs.len());
         let mut clients = std::collections::BTreeSet::new();
@@ -275,12 +292,26 @@ impl Engine {
             return Ok(ids);
         }
         self.inner.store.store_messages(&msgs, None).await?;
-        for client in clients {
-            if !self.notify_client(client) {
-                self.notify_elsewhere(client).await;
-            }
-        }
+        let mut known: HashMap<&[u8], StreamedTo> = known
+            .iter()
+            .map(|r| (r.client_id.as_slice(), StreamedTo::from(r)))
+            .collect();
+        self.wake(
+            clients
+                .into_iter()
+                .map(|c| (c, known.remove(c.as_bytes().as_slice()))),
+        );
         Ok(ids)
+    }
+
+    /// Wakes the streams of clients that have just had messages stored: those held here at once,
+    /// the others through the notifier, without waiting for it.
+    fn wake(&self, clients: impl IntoIterator<Item = (ClientId, Option<StreamedTo>)>) {
+        let elsewhere = clients
+            .into_iter()
+            .filter(|(client, _)| !self.notify_client(*client))
+            .collect();
+        self.notify_elsewhere(elsewhere);
     }
 
     /// Completes a message to insert: its ID (random if empty) and creation time (now if unset, a

@@ -1,9 +1,15 @@
 //! Telling the server that holds a client's stream that the client has new messages
 //! (notifications.md). The engine wakes streams it holds itself; for a stream held elsewhere it
 //! asks a [`Notifier`], which `fleetgate-notify` implements over HTTP.
+//!
+//! The insert that causes a notification does not wait for it: the message is already stored
+//! when the notification is sent, and a lost or late notification only delays delivery until the
+//! client's next fetch. So the caller's answer depends on the commit alone, not on another
+//! server's round trip.
 
 use std::time::{Duration, SystemTime};
 
+use fleetgate_pb::fleetspeak::server::Client;
 use fleetgate_types::ClientId;
 
 use crate::Engine;
@@ -23,6 +29,28 @@ pub trait Notifier: Send + Sync {
     async fn new_message_for_client(&self, target: &str, client: ClientId);
 }
 
+/// Where a client last streamed, from its record: all that decides whether, and which server,
+/// to notify. A caller that has just read the record (the admin API checks that the client
+/// exists) passes this along, so the engine does not read the record again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamedTo {
+    /// `last_contact_streaming_to`: a notification address, `local`, or empty for a poll.
+    target: String,
+    /// When that contact, the stream's start, was recorded.
+    started: Option<SystemTime>,
+}
+
+impl From<&Client> for StreamedTo {
+    fn from(record: &Client) -> Self {
+        Self {
+            target: record.last_contact_streaming_to.clone(),
+            started: record
+                .last_contact_time
+                .and_then(|t| SystemTime::try_from(t).ok()),
+        }
+    }
+}
+
 impl Engine {
     /// Installs the notifier used for streams held by other servers. Set once, at start-up.
     pub fn set_notifier(&self, notifier: std::sync::Arc<dyn Notifier>) {
@@ -31,33 +59,63 @@ impl Engine {
         }
     }
 
-    /// After a message for `client` was stored and its stream is not held here: finds where the
-    /// client streams (its last contact) and notifies that server, if that contact is recent.
-    pub(crate) async fn notify_elsewhere(&self, client: ClientId) {
-        let Some(notifier) = self.inner.notifier.get() else {
+    /// Notification tasks not yet finished (lookups and sends after an insert).
+    pub fn notifications_in_flight(&self) -> usize {
+        self.inner.notifications.len()
+    }
+
+    /// After messages for `clients` were stored and their streams are not held here: tells the
+    /// server holding each stream, in a task of its own so that the insert answers without
+    /// waiting. A client without a known record has it read first, in that task. One task per
+    /// call, sending in order, so a batch insert opens no more connections than a single one.
+    pub(crate) fn notify_elsewhere(&self, clients: Vec<(ClientId, Option<StreamedTo>)>) {
+        let Some(notifier) = self.inner.notifier.get().cloned() else {
             return;
         };
-        let record = match self.inner.store.list_clients(&[client]).await {
-            Ok(mut v) if v.len() == 1 => v.remove(0),
-            Ok(_) => return,
+        if clients.is_empty() {
+            return;
+        }
+        let engine = self.clone();
+        self.inner.notifications.spawn(async move {
+            for (client, known) in clients {
+                let streamed = match known {
+                    Some(s) => s,
+                    None => match engine.streamed_to(client).await {
+                        Some(s) => s,
+                        None => continue,
+                    },
+                };
+                if let Some(target) = engine.target(&streamed) {
+                    notifier.new_message_for_client(target, client).await;
+                }
+            }
+        });
+    }
+
+    /// Reads where `client` last streamed; `None` when it has no record or the read failed.
+    async fn streamed_to(&self, client: ClientId) -> Option<StreamedTo> {
+        match self.inner.store.list_clients(&[client]).await {
+            Ok(v) if v.len() == 1 => Some(StreamedTo::from(&v[0])),
+            Ok(_) => None,
             Err(e) => {
                 tracing::debug!(%client, error = %e, "looking up where the client streams");
-                return;
+                None
             }
-        };
-        let target = record.last_contact_streaming_to.as_str();
+        }
+    }
+
+    /// The server to notify about a client that last streamed as `s`, if any.
+    fn target<'s>(&self, s: &'s StreamedTo) -> Option<&'s str> {
+        let target = s.target.as_str();
         // Polling clients record no target; `local` and our own address mean "this server",
         // which was already checked.
         if target.is_empty() || target == LOCAL || target == self.inner.config.streaming_to {
-            return;
+            return None;
         }
-        let started = record
-            .last_contact_time
-            .and_then(|t| SystemTime::try_from(t).ok());
         let now = self.inner.clock.now();
-        if started.is_none_or(|t| now.duration_since(t).unwrap_or_default() >= STREAM_RECENCY) {
-            return;
-        }
-        notifier.new_message_for_client(target, client).await;
+        let recent = s
+            .started
+            .is_some_and(|t| now.duration_since(t).unwrap_or_default() < STREAM_RECENCY);
+        recent.then_some(target)
     }
 }
