@@ -489,8 +489,11 @@ cluster_run() { # FLAVOR
     local extra=()
     if (( k < frontends )); then
       # One inserting loadgen per frontend. The settle covers the other loadgens' connect
-      # phase (same rate, same size) so that the inserts find every stream open.
-      extra=(--settle 30 --duration 0 --messages "$per_msgs" --rate "$per_msg_rate")
+      # phase (same rate, same size) so that the inserts find every stream open. Each starts
+      # inserting when its own connect phase ends, so they finish 1-2 s apart; the duration
+      # keeps each one's streams open 20 s after its inserts began (they take ~8 s), so no
+      # loadgen measures while another closes its thousands of streams.
+      extra=(--settle 30 --duration 20 --messages "$per_msgs" --rate "$per_msg_rate")
     else
       extra=(--duration 7200)
     fi
