@@ -1,8 +1,11 @@
 //! Request dispatch and `/message` (protocol.md §1, §6).
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use fleetgate_types::contact::{Contact, ContactError, ContactHandler};
+use futures::future::{self, BoxFuture, FutureExt};
 use http::{Method, Request, Response, header};
 use hyper::body::Incoming;
 use prost::Message as _;
@@ -13,27 +16,37 @@ use crate::server::{Peer, Shared};
 use crate::tls::Identity;
 use crate::{files, stream, wire};
 
+/// A request's handling, boxed; what [`route`] returns.
+pub type Routed = BoxFuture<'static, Result<Response<ResponseBody>, Infallible>>;
+
 /// Routes one request; every outcome, failure included, is a response.
-pub async fn route<H: ContactHandler>(
+///
+/// The handler's future is boxed, at its own size, and the box is freed once the response is
+/// ready. Hyper keeps the service future inline in its per-request task for h2 (the task that
+/// then carries the response body for the stream's whole life), and in a box kept for the whole
+/// connection for HTTP/1.1: unboxed, every idle stream would hold a finished request's state.
+pub fn route<H: ContactHandler>(
     req: Request<Incoming>,
     shared: Arc<Shared<H>>,
     peer: Arc<Peer>,
-) -> Response<ResponseBody> {
-    // Each handler's future is boxed: hyper keeps the service future inline in its per-request
-    // task (for h2, the task that then carries the response body for the stream's whole life),
-    // and a streaming request's setup state is several KiB. Boxed, it is freed once the response
-    // is ready, and an idle stream keeps only the small state of this function.
+) -> Routed {
     let path = req.uri().path();
-    let result = if path == "/message" {
-        Box::pin(message(req, &shared, &peer)).await
+    if path == "/message" {
+        respond_with(async move { message(req, &shared, &peer).await })
     } else if path == "/streaming-message" && !shared.config.disable_streaming {
-        Box::pin(stream::open(req, &shared, &peer)).await
+        respond_with(async move { stream::open(req, &shared, &peer).await })
     } else if path.starts_with("/files/") {
-        Box::pin(files::serve(shared.handler.as_ref(), &req)).await
+        respond_with(async move { files::serve(shared.handler.as_ref(), &req).await })
     } else {
-        Err(Rejection::NotFound)
-    };
-    respond::finish(result)
+        respond_with(future::ready(Err(Rejection::NotFound)))
+    }
+}
+
+fn respond_with<F>(handler: F) -> Routed
+where
+    F: Future<Output = Result<Response<ResponseBody>, Rejection>> + Send + 'static,
+{
+    handler.map(|result| Ok(respond::finish(result))).boxed()
 }
 
 /// What `/message` and `/streaming-message` have checked before reading the body.

@@ -1,20 +1,27 @@
 //! The accept loop, per-connection setup (PROXY, TLS, identity) and orderly shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use fleetgate_types::contact::ContactHandler;
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::body::ResponseBody;
 use crate::proxy::{self, Rewind};
 use crate::tls::{self, Identity};
 use crate::{FrontendConfig, FrontendError, routes};
@@ -54,7 +61,7 @@ pub async fn serve<H: ContactHandler>(
         let tls = tls::server_config(&config.cert_chain_pem, &config.key_pem)?;
         Some(TlsAcceptor::from(tls))
     };
-    let builder = Arc::new(http_builder(&config));
+    let http = Arc::new(Http::new(&config));
     let shared = Arc::new(Shared {
         handler,
         config,
@@ -68,7 +75,7 @@ pub async fn serve<H: ContactHandler>(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
-                    let conn = connection(tcp, addr, acceptor.clone(), builder.clone(), shared.clone());
+                    let conn = connection(tcp, addr, acceptor.clone(), http.clone(), shared.clone());
                     shared.tasks.spawn(conn);
                 }
                 Err(e) => {
@@ -101,45 +108,103 @@ async fn drain<H>(shared: &Shared<H>) {
     }
 }
 
-fn http_builder(config: &FrontendConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    builder
+/// The HTTP settings, one builder per version. The version is known before the first request
+/// byte (ALPN), so each connection holds only the state of the version it speaks: hyper-util's
+/// `auto` connection reserves room for the larger of the two (h2) and a preface reader.
+struct Http {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Http {
+    fn new(config: &FrontendConfig) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new());
+        Self { http1, http2 }
+    }
+
+    /// Serves `io` as h2 if TLS negotiated it, as HTTP/1.1 otherwise: like Go's server, h2 only
+    /// through ALPN (RFC 9113 §3.2), and plain HTTP/1.1 in the cleartext modes.
+    fn serve<H: ContactHandler>(&self, io: Io, routes: Routes<H>) -> Serving<H> {
+        let h2 = matches!(&io, Either::Left(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
+        let io = TokioIo::new(io);
+        // Boxed, so that the connection's task holds a pointer whatever the version.
+        if h2 {
+            Serving::Http2(Box::pin(self.http2.serve_connection(io, routes)))
+        } else {
+            Serving::Http1(Box::pin(self.http1.serve_connection(io, routes)))
+        }
+    }
+}
+
+/// A connection's transport once set up: TLS, or plain TCP in the cleartext modes.
+type Io = Either<TlsStream<Rewind<TcpStream>>, Rewind<TcpStream>>;
+
+/// The service of one connection: every request goes to [`routes::route`].
+struct Routes<H> {
+    shared: Arc<Shared<H>>,
+    peer: Arc<Peer>,
+}
+
+impl<H: ContactHandler> Service<Request<Incoming>> for Routes<H> {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = routes::Routed;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        routes::route(req, self.shared.clone(), self.peer.clone())
+    }
+}
+
+type Http1Connection<H> = http1::Connection<TokioIo<Io>, Routes<H>>;
+type Http2Connection<H> = http2::Connection<TokioIo<Io>, Routes<H>, TokioExecutor>;
+
+/// One connection being served, in the HTTP version it negotiated.
+enum Serving<H: ContactHandler> {
+    Http1(Pin<Box<Http1Connection<H>>>),
+    Http2(Pin<Box<Http2Connection<H>>>),
+}
+
+impl<H: ContactHandler> Serving<H> {
+    /// HTTP/1 stops keep-alive, h2 sends GOAWAY; requests in flight, streams included, finish.
+    fn graceful_shutdown(&mut self) {
+        match self {
+            Self::Http1(conn) => conn.as_mut().graceful_shutdown(),
+            Self::Http2(conn) => conn.as_mut().graceful_shutdown(),
+        }
+    }
+}
+
+impl<H: ContactHandler> Future for Serving<H> {
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Http1(conn) => conn.as_mut().poll(cx),
+            Self::Http2(conn) => conn.as_mut().poll(cx),
+        }
+    }
 }
 
 /// One TCP connection: optional PROXY header, TLS (unless cleartext), identity, then HTTP until
 /// it closes.
+///
+/// This future is the connection's task, alive as long as the connection: for an idle stream,
+/// per client. So what it keeps across its awaits is kept small: the handshake runs in a box of
+/// its own, freed once done, and the HTTP connection is boxed at its exact size.
 async fn connection<H: ContactHandler>(
     tcp: TcpStream,
     addr: SocketAddr,
     acceptor: Option<TlsAcceptor>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<Http>,
     shared: Arc<Shared<H>>,
 ) {
-    // Boxed so that the handshake's state (a rustls connection mid-handshake, the PROXY reader)
-    // is freed once it is done, instead of being reserved in this task for as long as the
-    // connection lives: that is per open stream, idle or not.
-    let setup = Box::pin(async {
-        let (io, source) = if shared.config.proxy_protocol {
-            proxy::accept(tcp, shared.config.proxy_header_timeout).await?
-        } else {
-            (Rewind::new(tcp), None)
-        };
-        let Some(acceptor) = acceptor else {
-            return Ok::<_, std::io::Error>((Either::Right(io), source));
-        };
-        let tls = tokio::time::timeout(shared.config.tls_handshake_timeout, acceptor.accept(io))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timeout")
-            })??;
-        Ok((Either::Left(tls), source))
-    });
-    let (tls, source) = tokio::select! {
+    let setup = Box::pin(setup(tcp, addr, acceptor, &shared.config));
+    let (io, peer) = tokio::select! {
         () = shared.shutdown.cancelled() => return,
         result = setup => match result {
             Ok(ok) => ok,
@@ -149,29 +214,52 @@ async fn connection<H: ContactHandler>(
             }
         },
     };
-    let peer = Arc::new(Peer {
-        identity: match &tls {
-            Either::Left(tls) => tls::identity(tls.get_ref().1.peer_certificates()),
-            Either::Right(_) => Err("TLS information not found".into()),
-        },
-        observed_address: proxy::format_addr(source.unwrap_or(addr)),
-    });
     let (shutdown, hard_stop) = (shared.shutdown.clone(), shared.hard_stop.clone());
-    let service = service_fn(move |req| {
-        let (shared, peer) = (shared.clone(), peer.clone());
-        async move { Ok::<_, Infallible>(routes::route(req, shared, peer).await) }
-    });
-    let conn = builder.serve_connection(TokioIo::new(tls), service);
-    tokio::pin!(conn);
+    let routes = Routes {
+        shared,
+        peer: Arc::new(peer),
+    };
+    let mut conn = http.serve(io, routes);
     tokio::select! {
-        result = conn.as_mut() => return log_end(addr, result),
-        () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+        result = &mut conn => return log_end(addr, result),
+        () = shutdown.cancelled() => conn.graceful_shutdown(),
     }
-    // In-flight requests, streams included, finish; HTTP/1 stops keep-alive and h2 sends GOAWAY.
     tokio::select! {
         result = conn => log_end(addr, result),
         () = hard_stop.cancelled() => {}
     }
+}
+
+/// The PROXY header (if expected), the TLS handshake (unless cleartext) and what they prove.
+async fn setup(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    acceptor: Option<TlsAcceptor>,
+    config: &FrontendConfig,
+) -> std::io::Result<(Io, Peer)> {
+    let (io, source) = if config.proxy_protocol {
+        proxy::accept(tcp, config.proxy_header_timeout).await?
+    } else {
+        (Rewind::new(tcp), None)
+    };
+    let observed_address = proxy::format_addr(source.unwrap_or(addr));
+    let Some(acceptor) = acceptor else {
+        let peer = Peer {
+            identity: Err("TLS information not found".into()),
+            observed_address,
+        };
+        return Ok((Either::Right(io), peer));
+    };
+    let tls = tokio::time::timeout(config.tls_handshake_timeout, acceptor.accept(io))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timeout")
+        })??;
+    let peer = Peer {
+        identity: tls::identity(tls.get_ref().1.peer_certificates()),
+        observed_address,
+    };
+    Ok((Either::Left(tls), peer))
 }
 
 fn log_end<E: std::fmt::Display>(addr: SocketAddr, result: Result<(), E>) {
