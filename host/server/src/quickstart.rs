@@ -134,6 +134,7 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
         components,
         services,
         database_url,
+        database_session: Vec::new(),
         ready_file: opts.ready_file,
         retention: Default::default(),
         state_dir: dir.clone(),

@@ -21,6 +21,8 @@ pub struct RunSettings {
     pub components: components::Config,
     pub services: ServerConfig,
     pub database_url: String,
+    /// `SET name=value` on every MySQL connection: a Fleetspeak DSN's session variables.
+    pub database_session: Vec<(String, String)>,
     /// If set, the bound addresses are written here once every listener is up (for tests and
     /// scripts that start the server on port 0).
     pub ready_file: Option<PathBuf>,
@@ -62,9 +64,18 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         )
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = SeaOrmStore::open(&settings.database_url, clock.clone())
-        .await
-        .with_context(|| format!("failed to open database {}", redact(&settings.database_url)))?;
+    let store = SeaOrmStore::open_with_session(
+        &settings.database_url,
+        &settings.database_session,
+        clock.clone(),
+    )
+    .await
+    .with_context(|| format!("failed to open database {}", redact(&settings.database_url)))?;
+    for (name, _) in &settings.database_session {
+        if let Ok(Some(value)) = store.mysql_session_variable(name).await {
+            tracing::info!("database session: {name} = {value}");
+        }
+    }
     let store: Arc<dyn Store> = Arc::new(store);
     let store = telemetry.wrap_store(store);
     let c = &settings.components;

@@ -54,10 +54,30 @@ impl SeaOrmStore {
         url: &str,
         clock: Arc<dyn Clock>,
     ) -> std::result::Result<SeaOrmStore, StoreError> {
+        Self::open_with_session(url, &[], clock).await
+    }
+
+    /// [`SeaOrmStore::open`], running `SET name=value, …` on every new MySQL connection: the
+    /// session variables of a Fleetspeak `mysql_data_source_name` (for example
+    /// `tx_isolation='READ-COMMITTED'`). Each value is SQL, passed as written, as the Go MySQL
+    /// driver does; each name must be a plain identifier.
+    pub async fn open_with_session(
+        url: &str,
+        session: &[(String, String)],
+        clock: Arc<dyn Clock>,
+    ) -> std::result::Result<SeaOrmStore, StoreError> {
         let (db, dialect) = if url.starts_with("sqlite:") {
+            if let Some((name, _)) = session.first() {
+                return Err(StoreError::Invalid(format!(
+                    "session variable {name}: session variables apply to MySQL only"
+                )));
+            }
             (open_sqlite(url).await?, Dialect::Sqlite)
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
-            (open_mysql(url).await?, Dialect::MySql)
+            (
+                open_mysql(url, session_sql(session)?).await?,
+                Dialect::MySql,
+            )
         } else {
             return Err(StoreError::Invalid(format!(
                 "unsupported database URL scheme: {}",
@@ -75,6 +95,21 @@ impl SeaOrmStore {
             clock,
             sqlite_tx,
         })
+    }
+
+    /// What a pooled connection's session variable `name` is set to, e.g. `tx_isolation`
+    /// (MySQL only; `None` on SQLite): what `open_with_session` asked for, as the server applied
+    /// it.
+    pub async fn mysql_session_variable(&self, name: &str) -> Result<Option<String>> {
+        if self.dialect != Dialect::MySql {
+            return Ok(None);
+        }
+        variable_name(name)?;
+        let q = self.q("session variable");
+        let Some(row) = q.one(&format!("SELECT @@SESSION.{name}"), vec![]).await? else {
+            return Ok(None);
+        };
+        q.row(&row).opt_string(0)
     }
 
     pub(crate) fn now(&self) -> SystemTime {
@@ -149,7 +184,40 @@ async fn open_sqlite(url: &str) -> Result<DatabaseConnection> {
     Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }
 
-async fn open_mysql(url: &str) -> Result<DatabaseConnection> {
+/// Names go into SQL as they are, so only plain identifiers are accepted.
+fn variable_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if plain {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "session variable {name:?}: not a variable name"
+        )))
+    }
+}
+
+/// One `SET` for all of `session`, or `None` if it is empty.
+fn session_sql(session: &[(String, String)]) -> Result<Option<String>> {
+    if session.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = Vec::with_capacity(session.len());
+    for (name, value) in session {
+        variable_name(name)?;
+        if value.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "session variable {name}: no value"
+            )));
+        }
+        parts.push(format!("{name}={value}"));
+    }
+    Ok(Some(format!("SET {}", parts.join(", "))))
+}
+
+async fn open_mysql(url: &str, session: Option<String>) -> Result<DatabaseConnection> {
     let url = url
         .strip_prefix("mariadb:")
         .map(|rest| format!("mysql:{rest}"))
@@ -157,6 +225,14 @@ async fn open_mysql(url: &str) -> Result<DatabaseConnection> {
     let opts = MySqlConnectOptions::from_str(&url)
         .map_err(|e| conn_err("open", e))?
         .disable_statement_logging();
+    if let Some(sql) = &session {
+        // The pool retries a connection whose set-up fails until its acquire timeout, which
+        // would hide the server's answer; one connection first reports it.
+        let mut conn = opts.connect().await.map_err(|e| conn_err("open", e))?;
+        let applied = sqlx::Executor::execute(&mut conn, sql.as_str()).await;
+        let _ = conn.close().await;
+        applied.map_err(|e| StoreError::Invalid(format!("{sql}: {e}")))?;
+    }
     let pool = MySqlPoolOptions::new()
         .max_connections(MYSQL_POOL)
         .acquire_timeout(Duration::from_secs(10))
@@ -173,6 +249,15 @@ async fn open_mysql(url: &str) -> Result<DatabaseConnection> {
                     conn.ping().await?;
                 }
                 Ok(true)
+            })
+        })
+        .after_connect(move |conn, _| {
+            let session = session.clone();
+            Box::pin(async move {
+                if let Some(sql) = session {
+                    sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;
+                }
+                Ok(())
             })
         })
         .connect_with(opts)

@@ -128,3 +128,39 @@ async fn mysql_schema_is_fleetspeaks_and_idempotent() {
     }
     db.drop().await;
 }
+
+/// A DSN's session variables (`tx_isolation='READ-COMMITTED'` in Fleetspeak's example) are set
+/// on every connection; an unknown one fails the open and is named.
+#[tokio::test]
+async fn mysql_session_variables_are_applied() {
+    let Some(server) = server_url() else { return };
+    let db = TempDb::create(&server, "session").await;
+    let clock = Arc::new(FakeClock::at_seconds(0));
+    let session = vec![("tx_isolation".to_owned(), "'READ-COMMITTED'".to_owned())];
+    let store = SeaOrmStore::open_with_session(&db.url, &session, clock.clone())
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    let isolation = store
+        .mysql_session_variable("tx_isolation")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(isolation.as_deref(), Some("READ-COMMITTED"));
+    let _ = store.close().await;
+
+    let unknown = vec![("no_such_variable".to_owned(), "1".to_owned())];
+    let err = SeaOrmStore::open_with_session(&db.url, &unknown, clock.clone())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("no_such_variable"), "{err}");
+
+    let hostile = vec![("x=1; DROP DATABASE y; SET a".to_owned(), "1".to_owned())];
+    let err = SeaOrmStore::open_with_session(&db.url, &hostile, clock)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("not a variable name"), "{err}");
+    db.drop().await;
+}
