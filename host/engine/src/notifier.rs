@@ -64,6 +64,18 @@ impl Engine {
         self.inner.notifications.len()
     }
 
+    /// At shutdown: waits up to `within` for the notifications of inserts already answered, so
+    /// a stopping admin server still wakes the streams it stored messages for. Returns how many
+    /// were still running.
+    pub async fn finish_notifications(&self, within: Duration) -> usize {
+        let tracker = &self.inner.notifications;
+        tracker.close();
+        if tokio::time::timeout(within, tracker.wait()).await.is_ok() {
+            return 0;
+        }
+        tracker.len()
+    }
+
     /// After messages for `clients` were stored and their streams are not held here: tells the
     /// server holding each stream, in a task of its own so that the insert answers without
     /// waiting. A client without a known record has it read first, in that task. One task per

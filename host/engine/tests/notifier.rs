@@ -170,3 +170,35 @@ async fn the_insert_answers_before_the_notification_is_sent() {
     settled(&env).await;
     assert_eq!(held.rec.take(), vec![(OTHER.to_owned(), c.id)]);
 }
+
+/// A stopping server sends what it has answered for, and gives up on a target that never
+/// answers instead of hanging its shutdown.
+#[tokio::test]
+async fn shutdown_finishes_answered_notifications_within_its_bound() {
+    let env = Env::with_config(EngineConfig {
+        streaming_to: OWN.into(),
+        ..Default::default()
+    })
+    .await;
+    let held = Arc::new(Held {
+        gate: Semaphore::new(0),
+        rec: Recording::default(),
+    });
+    env.engine.set_notifier(held.clone());
+    let c = TestClient::new();
+    env.poll(&c, cd(vec![])).await;
+    contact_elsewhere(&env, c.id, OTHER).await;
+    env.insert_for(c.id, "TestService").await;
+    assert_eq!(env.engine.notifications_in_flight(), 1);
+    // The target never answers: the wait ends at its bound and says what is left.
+    let left = env
+        .engine
+        .finish_notifications(Duration::from_millis(50))
+        .await;
+    assert_eq!(left, 1);
+    // It answers: the wait returns once the notification is sent.
+    held.gate.add_permits(1);
+    let left = env.engine.finish_notifications(LIVENESS).await;
+    assert_eq!(left, 0);
+    assert_eq!(held.rec.take(), vec![(OTHER.to_owned(), c.id)]);
+}

@@ -51,6 +51,9 @@ pub struct Bound {
 
 /// How long in-flight work may take to finish after a stop signal.
 const DRAIN: Duration = Duration::from_secs(35);
+/// How long a stopping server still sends the notifications of inserts it has answered (one
+/// notification gives up after 5 s).
+const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
 /// Runs the server until `shutdown` fires, then stops it gracefully.
 pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<()> {
@@ -186,6 +189,13 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     .await;
     if drained.is_err() {
         tracing::warn!("some tasks did not stop within {DRAIN:?}");
+    }
+    let unsent = engine.finish_notifications(NOTIFY_DRAIN).await;
+    if unsent > 0 {
+        tracing::warn!(
+            "{unsent} notifications still unsent after {NOTIFY_DRAIN:?}; \
+             those clients get their messages at their next contact"
+        );
     }
     // Hands back broadcast allocations with their final counts, so other servers can use them.
     engine.stop_broadcasts().await;
