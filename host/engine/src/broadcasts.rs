@@ -5,7 +5,7 @@
 //! broadcasts are sent only against an allocation this server holds (20 % of what is left, for
 //! 10 minutes); unlimited ones need none and their sent count is written when they leave the set
 //! or at [`Engine::stop_broadcasts`]. A refresh that adds anything clears the client cache (so the
-//! next contact of every client is checked) and wakes every stream.
+//! next contact of every client is checked) and wakes every stream, a batch at a time.
 //!
 //! Which contacts are checked: a poll or stream start whose client record was not a cache hit,
 //! and a stream's first fetch after a refresh that added something (tracked by
@@ -28,6 +28,11 @@ use crate::{Engine, EngineError};
 
 /// The original's default `broadcast_poll_time`.
 pub const DEFAULT_POLL_TIME: Duration = Duration::from_secs(60);
+/// After a refresh that added a broadcast, streams are woken this many at a time, one batch per
+/// [`WAKE_EVERY`]: 2,000 a second, so 50,000 streams have all looked within 25 s, well inside a
+/// poll period, while the store sees a steady load instead of one burst.
+const WAKE_BATCH: usize = 100;
+const WAKE_EVERY: Duration = Duration::from_millis(50);
 /// A zero poll time made the original spin.
 const MIN_POLL_TIME: Duration = Duration::from_secs(1);
 /// Share of a broadcast's remaining limit one allocation reserves.
@@ -226,7 +231,14 @@ impl Engine {
         if added {
             b.generation.fetch_add(1, Ordering::AcqRel);
             self.inner.cache.clear();
-            self.inner.streams.notify_all();
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine
+                    .inner
+                    .streams
+                    .notify_all_paced(WAKE_BATCH, WAKE_EVERY)
+                    .await;
+            });
         }
         for h in retired {
             self.retire(&h).await;

@@ -66,10 +66,27 @@ impl StreamRegistry {
         }
     }
 
-    /// Wakes every stream (new broadcasts, shutdown).
+    /// Wakes every stream at once (shutdown).
     pub fn notify_all(&self) {
         for s in self.lock().values() {
             s.wake.notify_one();
+        }
+    }
+
+    /// Wakes every stream held now, `batch` at a time, one batch per `every`, the first at
+    /// once. Each woken stream reads the store, so waking tens of thousands together (a new
+    /// broadcast) would hit the database with as many queries in the same instant; the original
+    /// paces this too. A stream that has ended meanwhile is woken harmlessly.
+    pub async fn notify_all_paced(&self, batch: usize, every: std::time::Duration) {
+        let signals: Vec<Arc<StreamSignal>> = self.lock().values().cloned().collect();
+        let mut batches = signals.chunks(batch.max(1)).peekable();
+        while let Some(b) = batches.next() {
+            for s in b {
+                s.wake.notify_one();
+            }
+            if batches.peek().is_some() {
+                tokio::time::sleep(every).await;
+            }
         }
     }
 
@@ -90,7 +107,39 @@ impl StreamRegistry {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use futures::FutureExt as _;
+
     use super::*;
+
+    fn woken(s: &StreamSignal) -> bool {
+        s.wake.notified().now_or_never().is_some()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paced_wake_reaches_every_stream_a_batch_at_a_time() {
+        let r = Arc::new(StreamRegistry::new());
+        let signals: Vec<_> = (0..5u8)
+            .map(|i| r.register(ClientId::new([i; 8])))
+            .collect();
+        let every = Duration::from_millis(100);
+        let task = tokio::spawn({
+            let r = r.clone();
+            async move { r.notify_all_paced(2, every).await }
+        });
+        tokio::task::yield_now().await;
+        let count = || signals.iter().filter(|s| woken(s)).count();
+        assert_eq!(count(), 2, "the first batch at once");
+        // Both timers fire at the same paused instant; the yield lets the waker's run first.
+        tokio::time::sleep(every).await;
+        tokio::task::yield_now().await;
+        assert_eq!(count(), 2, "the second batch one interval later");
+        tokio::time::sleep(every).await;
+        tokio::task::yield_now().await;
+        assert_eq!(count(), 1, "the rest");
+        task.await.unwrap();
+    }
 
     #[test]
     fn newer_stream_supersedes_older() {
