@@ -166,9 +166,10 @@ impl FrameDecoder {
         Err(WireError::BadMagic(got))
     }
 
-    /// An idle stream should not keep the capacity of its largest frame.
+    /// An idle stream keeps no buffer: not the capacity of its largest frame, and not the
+    /// ~110 bytes that frame 0's small buffer and its shared header hold for the stream's life.
     fn release_if_idle(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 64 * 1024 {
+        if self.buf.is_empty() {
             self.buf = BytesMut::new();
         }
     }
