@@ -271,22 +271,31 @@ impl StreamSession for Stream {
             if self.blacklisted || self.engine.is_stopping() {
                 continue;
             }
-            let labels = self.labels_if_new_broadcasts().await;
-            let mut tokens = self.tokens.lock().await;
-            let msgs = self
-                .engine
-                .select_for_client(self.id, false, &mut tokens, self.contact, labels.as_deref())
-                .await
-                .map_err(internal)?;
-            if msgs.len() == MAX_BATCH {
-                self.signal.wake.notify_one();
-            }
-            return Ok(Some(msgs));
+            // Boxed: selecting needs a large future, which then exists only while it runs. Inline
+            // it would sit in every idle stream's wait, tens of thousands of them.
+            return Box::pin(self.select()).await.map(Some);
         }
     }
 
     async fn close(&self) {
         self.engine.inner.streams.unregister(self.id, &self.signal);
+    }
+}
+
+impl Stream {
+    /// The messages to push now; asks for another round at once if the batch was full.
+    async fn select(&self) -> Result<Vec<Message>, ContactError> {
+        let labels = self.labels_if_new_broadcasts().await;
+        let mut tokens = self.tokens.lock().await;
+        let msgs = self
+            .engine
+            .select_for_client(self.id, false, &mut tokens, self.contact, labels.as_deref())
+            .await
+            .map_err(internal)?;
+        if msgs.len() == MAX_BATCH {
+            self.signal.wake.notify_one();
+        }
+        Ok(msgs)
     }
 }
 
