@@ -139,8 +139,8 @@ impl Notifier for Held {
     }
 }
 
-#[tokio::test]
-async fn the_insert_answers_before_the_notification_is_sent() {
+/// An engine whose notifier holds every send, and a client last seen streaming elsewhere.
+async fn held_elsewhere() -> (Env, Arc<Held>, TestClient) {
     let env = Env::with_config(EngineConfig {
         streaming_to: OWN.into(),
         ..Default::default()
@@ -154,6 +154,12 @@ async fn the_insert_answers_before_the_notification_is_sent() {
     let c = TestClient::new();
     env.poll(&c, cd(vec![])).await;
     contact_elsewhere(&env, c.id, OTHER).await;
+    (env, held, c)
+}
+
+#[tokio::test]
+async fn the_insert_answers_before_the_notification_is_sent() {
+    let (env, held, c) = held_elsewhere().await;
     let id = tokio::time::timeout(LIVENESS, env.insert_for(c.id, "TestService"))
         .await
         .expect("the insert does not wait for the notification");
@@ -175,19 +181,7 @@ async fn the_insert_answers_before_the_notification_is_sent() {
 /// answers instead of hanging its shutdown.
 #[tokio::test]
 async fn shutdown_finishes_answered_notifications_within_its_bound() {
-    let env = Env::with_config(EngineConfig {
-        streaming_to: OWN.into(),
-        ..Default::default()
-    })
-    .await;
-    let held = Arc::new(Held {
-        gate: Semaphore::new(0),
-        rec: Recording::default(),
-    });
-    env.engine.set_notifier(held.clone());
-    let c = TestClient::new();
-    env.poll(&c, cd(vec![])).await;
-    contact_elsewhere(&env, c.id, OTHER).await;
+    let (env, held, c) = held_elsewhere().await;
     env.insert_for(c.id, "TestService").await;
     assert_eq!(env.engine.notifications_in_flight(), 1);
     // The target never answers: the wait ends at its bound and says what is left.
