@@ -161,7 +161,9 @@ fn main() {
             if gap.is_zero() {
                 println!("\n== per-call latency, sequential, back to back, N = {n} ==");
             } else {
-                println!("\n== per-call latency, sequential, {GAP_US} µs between calls, N = {n} ==");
+                println!(
+                    "\n== per-call latency, sequential, {GAP_US} µs between calls, N = {n} =="
+                );
             }
             let native = latencies(&ServiceEntry::new(noop.clone(), 1), n, gap).await;
             let wasm = latencies(&ServiceEntry::new(echo.clone(), 1), n, gap).await;
