@@ -102,7 +102,7 @@ const KEEPALIVE_RETRIES: u32 = 4;
 /// without closing (power cut, a NAT that forgot the mapping) would otherwise keep its stream,
 /// its memory and its registration until the stream's close time; with probes it is gone in
 /// about 90 s. A socket that refuses is served anyway.
-pub(crate) fn keep_alive(tcp: &tokio::net::TcpStream) {
+fn keep_alive(tcp: &TcpStream) {
     let probes = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
