@@ -49,6 +49,8 @@ pub(crate) struct Broadcasts {
     refresh: tokio::sync::Mutex<bool>,
     /// Bumped after each refresh that added something.
     generation: AtomicU64,
+    /// The paced wake of every stream after the last refresh that added something, while it runs.
+    waking: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Broadcasts {
@@ -58,6 +60,7 @@ impl Broadcasts {
             held: RwLock::new(HashMap::new()),
             refresh: tokio::sync::Mutex::new(false),
             generation: AtomicU64::new(0),
+            waking: std::sync::Mutex::new(None),
         }
     }
 
@@ -232,13 +235,23 @@ impl Engine {
             b.generation.fetch_add(1, Ordering::AcqRel);
             self.inner.cache.clear();
             let engine = self.clone();
-            tokio::spawn(async move {
+            let wake = tokio::spawn(async move {
                 engine
                     .inner
                     .streams
                     .notify_all_paced(WAKE_BATCH, WAKE_EVERY)
                     .await;
             });
+            // One paced wake at a time: the new one covers every stream, and two running side
+            // by side would double the load the pacing is there to spread.
+            let previous = b
+                .waking
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replace(wake.abort_handle());
+            if let Some(previous) = previous {
+                previous.abort();
+            }
         }
         for h in retired {
             self.retire(&h).await;
