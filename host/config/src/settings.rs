@@ -135,6 +135,16 @@ impl DatabaseSetting {
         })
     }
 
+    /// `SET name=value` to run on every new connection (MySQL DSN parameters; none for SQLite).
+    pub fn session_variables(&self) -> &[(String, String)] {
+        match self {
+            Self::Sqlite(_) => &[],
+            Self::Mysql {
+                session_variables, ..
+            } => session_variables,
+        }
+    }
+
     /// The URL to hand to sea-orm (`?mode=rwc` makes SQLite create the file).
     pub fn url(&self) -> String {
         match self {

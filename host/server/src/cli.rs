@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use fleetgate_config::flags::{self, FlagKind, FlagSpec, Flags, GLOG_FLAGS, ServerFlags};
-use fleetgate_config::settings::{DatabaseSetting, Settings};
+use fleetgate_config::settings::Settings;
 use tokio_util::sync::CancellationToken;
 
 use crate::quickstart::{self, Options};
@@ -284,12 +284,7 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                 components: s.components,
                 services: s.services,
                 database_url: s.database.url(),
-                database_session: match &s.database {
-                    DatabaseSetting::Mysql {
-                        session_variables, ..
-                    } => session_variables.clone(),
-                    DatabaseSetting::Sqlite(_) => Vec::new(),
-                },
+                database_session: s.database.session_variables().to_vec(),
                 ready_file: sf.flags.value("ready_file").map(PathBuf::from),
                 retention: retention(&sf.flags, s.retention)?,
                 state_dir: s.state_dir.clone(),
