@@ -60,6 +60,8 @@
 #   --frontends N        client-facing servers of the cluster workload (default 3)
 #   --cluster-messages N inserts of the cluster workload (default 1500)
 #   --only go|fleetgate  run one flavor only (no ratios)
+#   --idle-http1         idle clients stream over HTTP/1.1, the real Go client's protocol (the Go
+#                        server streams only over h2, so this goes with --only fleetgate)
 #   --workloads "idle upload deliver"  subset of workloads
 #   --out DIR            logs and results (default target/bench-compare/<UTC time>)
 #   --no-build           use target/release/fleetgate as it is
@@ -77,7 +79,7 @@ root="$(cd "$here/.." && pwd)"
 cd "$root"
 
 quick=0 levels="" connect_rate=200 upload_rate=100 upload_secs="" messages="" rate=200
-top_messages="" only="" workloads="idle upload deliver" out="" build=1 keep=0
+top_messages="" only="" idle_proto=() workloads="idle upload deliver" out="" build=1 keep=0
 cluster_clients=50000 frontends=3 cluster_messages=1500
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -93,6 +95,7 @@ while [[ $# -gt 0 ]]; do
     --frontends) frontends="$2"; shift ;;
     --cluster-messages) cluster_messages="$2"; shift ;;
     --only) only="$2"; shift ;;
+    --idle-http1) idle_proto=(--http2=false) ;;
     --workloads) workloads="$2"; shift ;;
     --out) out="$2"; shift ;;
     --no-build) build=0 ;;
@@ -318,15 +321,15 @@ idle_level() { # FLAVOR N TOP(0/1)
   local per_rate
   per_rate=$(python3 -c "print($connect_rate / $shards)")
   for (( k = 0; k < shards; k++ )); do
-    local c=$(( left < per ? left : per )) extra=()
+    local c=$(( left < per ? left : per )) extra=("${idle_proto[@]}")
     left=$(( left - c ))
     if (( k == 0 )); then
-      extra=(--settle 20 --duration 0)
+      extra+=(--settle 20 --duration 0)
       if (( top == 1 && top_messages > 0 )); then
         extra+=(--messages "$top_messages" --rate "$rate")
       fi
     else
-      extra=(--duration 3600)
+      extra+=(--duration 3600)
     fi
     shard "$dir" "$k" "127.0.0.$((k + 1)):$port" "$srv_admin" "$c" "$per_rate" "${extra[@]}"
   done

@@ -9,6 +9,7 @@
 //! * [`server`]: [`serve`], the accept loop, per-connection PROXY/TLS setup, orderly shutdown.
 //! * [`proxy`]: PROXY protocol v1/v2 parsing (pure) and the per-connection reader (§5).
 //! * [`tls`]: the rustls config with the permissive client-cert verifier and the identity (§2).
+//! * [`tls_stream`]: TLS over rustls' unbuffered API, holding no buffer while a connection idles.
 //! * [`certsource`]: the frontend modes: certificate from TLS or from proxy headers (§4).
 //! * [`routes`]: dispatch, the checks common to both contact endpoints, and `/message` (§6).
 //! * [`stream`]: `/streaming-message`: frame 0, in-order acks, pushes, `done_sending` (§7).
@@ -34,6 +35,7 @@ pub mod routes;
 pub mod server;
 pub mod stream;
 pub mod tls;
+pub mod tls_stream;
 pub mod wire;
 
 pub use certsource::CertSource;

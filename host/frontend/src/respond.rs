@@ -3,6 +3,8 @@
 //! The client treats every non-200 status alike, so the codes exist for operators and tests.
 //! Bodies are short plain text naming what was wrong; the client ignores them.
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use fleetgate_types::contact::ContactError;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -90,12 +92,21 @@ impl Rejection {
 }
 
 /// `200 application/octet-stream` with `body`.
+///
+/// Over h2 each header a response sends is added to that connection's HPACK encoder table
+/// (an allocation of ~0.4 KiB on the first one), which a stream connection keeps for its whole
+/// life to save a few bytes on responses that never come. So the headers are marked
+/// never-indexed, and `Date` is set here, the same way, instead of by hyper.
 pub fn octet_stream(body: ResponseBody) -> Response<ResponseBody> {
     let mut resp = Response::new(body);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    let mut content_type = HeaderValue::from_static("application/octet-stream");
+    content_type.set_sensitive(true);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    if let Ok(mut date) = HeaderValue::try_from(crate::date::format(SystemTime::now())) {
+        date.set_sensitive(true);
+        resp.headers_mut().insert(header::DATE, date);
+    }
     resp
 }
 

@@ -14,9 +14,8 @@ use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::body::ResponseBody;
 use crate::proxy::{self, Rewind};
 use crate::tls::{self, Identity};
+use crate::tls_stream::{self, TlsStream};
 use crate::{FrontendConfig, FrontendError, routes};
 
 /// State shared by every connection of one listener.
@@ -58,8 +58,7 @@ pub async fn serve<H: ContactHandler>(
     let acceptor = if config.cleartext {
         None
     } else {
-        let tls = tls::server_config(&config.cert_chain_pem, &config.key_pem)?;
-        Some(TlsAcceptor::from(tls))
+        Some(tls::server_config(&config.cert_chain_pem, &config.key_pem)?)
     };
     let http = Arc::new(Http::new(&config));
     let shared = Arc::new(Shared {
@@ -151,7 +150,7 @@ impl Http {
     /// Serves `io` as h2 if TLS negotiated it, as HTTP/1.1 otherwise: like Go's server, h2 only
     /// through ALPN (RFC 9113 §3.2), and plain HTTP/1.1 in the cleartext modes.
     fn serve<H: ContactHandler>(&self, io: Io, routes: Routes<H>) -> Serving<H> {
-        let h2 = matches!(&io, Either::Left(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2"));
+        let h2 = matches!(&io, Either::Left(tls) if tls.tls().alpn_protocol() == Some(b"h2"));
         let io = TokioIo::new(io);
         // Boxed, so that the connection's task holds a pointer whatever the version.
         if h2 {
@@ -220,7 +219,7 @@ impl<H: ContactHandler> Future for Serving<H> {
 async fn connection<H: ContactHandler>(
     tcp: TcpStream,
     addr: SocketAddr,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<Arc<ServerConfig>>,
     http: Arc<Http>,
     shared: Arc<Shared<H>>,
 ) {
@@ -255,7 +254,7 @@ async fn connection<H: ContactHandler>(
 async fn setup(
     tcp: TcpStream,
     addr: SocketAddr,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<Arc<ServerConfig>>,
     config: &FrontendConfig,
 ) -> std::io::Result<(Io, Peer)> {
     let (io, source) = if config.proxy_protocol {
@@ -271,13 +270,14 @@ async fn setup(
         };
         return Ok((Either::Right(io), peer));
     };
-    let tls = tokio::time::timeout(config.tls_handshake_timeout, acceptor.accept(io))
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timeout")
-        })??;
+    let tls = tokio::time::timeout(
+        config.tls_handshake_timeout,
+        tls_stream::accept(io, acceptor),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timeout"))??;
     let peer = Peer {
-        identity: tls::identity(tls.get_ref().1.peer_certificates()),
+        identity: tls::identity(tls.tls().peer_certificates()),
         observed_address,
     };
     Ok((Either::Left(tls), peer))

@@ -23,6 +23,8 @@ async fn poll_round_trip_over_http1_and_h2() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["content-type"], "application/octet-stream");
         assert!(resp.headers().get("content-encoding").is_none());
+        let date = resp.headers()["date"].to_str().unwrap();
+        assert!(fleetgate_frontend::date::parse(date).is_some(), "{date}");
         let cd = ContactData::decode(body_bytes(resp).await).unwrap();
         assert_eq!(cd.sequencing_nonce, 0x1234 + 2);
     }
