@@ -9,6 +9,7 @@ use fleetgate_pb::fleetspeak::Message;
 
 use crate::bindings::{ServiceWorldPre, WitProcessError};
 use crate::call::{self, Loaded};
+use crate::caps::Capability;
 use crate::convert::to_wit;
 use crate::error::{CallError, RuntimeError};
 use crate::host::HostServices;
@@ -92,7 +93,14 @@ impl ComponentService {
         // Declared before the store so it is released after the store frees the pool slot.
         let _slot = self.runtime.slot().await;
         let engine = self.runtime.engine();
-        let mut store = call::store(engine, &self.ctx, Some(message.clone()))?;
+        // Only `grpc.forward` reads the stored original; without the grant it would be a copy
+        // of every string in the message made and freed for nothing, on every call.
+        let current = self
+            .ctx
+            .grants
+            .grants(Capability::Grpc)
+            .then(|| message.clone());
+        let mut store = call::store(engine, &self.ctx, current)?;
         let world = match self.pre.instantiate_async(&mut store).await {
             Ok(w) => w,
             Err(e) => return Err(call::instantiate_error(e, store.data())),

@@ -36,6 +36,7 @@ pub(crate) struct HostState {
     pub memory: MemoryCap,
     /// The message being processed, so `grpc.forward` of it unchanged sends the stored message
     /// byte for byte (priority and background included, which the WIT record leaves out).
+    /// `None` when the service is not granted `grpc`, the only reader.
     pub current: Option<Message>,
 }
 
