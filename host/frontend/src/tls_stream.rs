@@ -120,70 +120,78 @@ impl<IO> TlsStream<IO> {
                     return Err(tls_error(e));
                 }
             };
-            let mut done = None;
-            match state {
+            // `None`: processed something, go on. The bytes rustls consumed are discarded
+            // before returning, whatever the outcome, so nothing is processed twice.
+            let step: io::Result<Option<usize>> = match state {
                 ConnectionState::ReadTraffic(mut records) => {
+                    let mut read = Ok(None);
                     while let Some(record) = records.next_record() {
-                        let record = record.map_err(tls_error)?;
-                        discard += record.discard;
-                        self.plaintext.extend_from_slice(record.payload);
+                        match record {
+                            Ok(record) => {
+                                discard += record.discard;
+                                self.plaintext.extend_from_slice(record.payload);
+                            }
+                            Err(e) => {
+                                read = Err(tls_error(e));
+                                break;
+                            }
+                        }
                     }
+                    read
                 }
                 ConnectionState::EncodeTlsData(mut data) => {
                     encode(&mut self.outgoing, 512, |buf| data.encode(buf))
-                        .map_err(encode_error)?;
+                        .map(|()| None)
+                        .map_err(encode_error)
                 }
                 // Everything queued goes out in order before anything produced later, so
                 // rustls may consider it sent now.
-                ConnectionState::TransmitTlsData(data) => data.done(),
-                ConnectionState::PeerClosed => self.read_closed = true,
-                ConnectionState::WriteTraffic(mut traffic) => {
-                    done = Some(match op {
-                        Op::Receive => 0,
-                        Op::Send(data) if !self.write_closed => {
-                            let n = data.len().min(MAX_WRITE);
-                            encrypt(&mut self.outgoing, &mut traffic, &data[..n])?;
-                            n
-                        }
-                        Op::Send(_) => return Err(io::ErrorKind::BrokenPipe.into()),
-                        Op::Close => {
-                            if !self.write_closed {
-                                encode(&mut self.outgoing, 64, |buf| {
-                                    traffic.queue_close_notify(buf)
-                                })
-                                .map_err(encrypt_error)?;
-                                self.write_closed = true;
-                            }
-                            0
-                        }
-                    });
+                ConnectionState::TransmitTlsData(data) => {
+                    data.done();
+                    Ok(None)
                 }
-                ConnectionState::BlockedHandshake => match op {
-                    Op::Receive => done = Some(0),
-                    Op::Send(_) | Op::Close => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::NotConnected,
-                            "TLS handshake not complete",
-                        ));
+                ConnectionState::PeerClosed => {
+                    self.read_closed = true;
+                    Ok(None)
+                }
+                ConnectionState::WriteTraffic(mut traffic) => match op {
+                    Op::Receive => Ok(Some(0)),
+                    Op::Send(_) if self.write_closed => Err(io::ErrorKind::BrokenPipe.into()),
+                    Op::Send(data) => {
+                        let n = data.len().min(MAX_WRITE);
+                        encrypt(&mut self.outgoing, &mut traffic, &data[..n]).map(|()| Some(n))
                     }
+                    Op::Close if self.write_closed => Ok(Some(0)),
+                    Op::Close => {
+                        let queued = encode(&mut self.outgoing, 64, |buf| {
+                            traffic.queue_close_notify(buf)
+                        });
+                        self.write_closed = queued.is_ok();
+                        queued.map(|()| Some(0)).map_err(encrypt_error)
+                    }
+                },
+                ConnectionState::BlockedHandshake => match op {
+                    Op::Receive => Ok(Some(0)),
+                    Op::Send(_) | Op::Close => Err(io::Error::new(
+                        io::ErrorKind::NotConnected,
+                        "TLS handshake not complete",
+                    )),
                 },
                 ConnectionState::Closed => match op {
                     Op::Receive | Op::Close => {
                         self.read_closed = true;
-                        done = Some(0);
+                        Ok(Some(0))
                     }
-                    Op::Send(_) => return Err(io::ErrorKind::BrokenPipe.into()),
+                    Op::Send(_) => Err(io::ErrorKind::BrokenPipe.into()),
                 },
                 // Early data is not enabled in the config, and later states are unknown here.
-                _ => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "unexpected TLS connection state",
-                    ));
-                }
-            }
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "unexpected TLS connection state",
+                )),
+            };
             drain_front(&mut self.incoming, discard);
-            if let Some(n) = done {
+            if let Some(n) = step? {
                 return Ok(n);
             }
         }
