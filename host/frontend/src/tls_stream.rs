@@ -313,13 +313,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     /// large as the largest response. Here they are gathered into one temporary buffer, so they
     /// also go out in as few records as they fit in.
     fn poll_write_vectored(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if let [one] = bufs {
             return self.poll_write(cx, one);
         }
+        // Wait for room before copying anything: a full socket would make every retry copy.
+        ready!(self.as_mut().get_mut().poll_send(cx))?;
         let mut gathered = Vec::new();
         for buf in bufs {
             let room = MAX_WRITE - gathered.len();
