@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use fleetgate_types::ClientId;
 use fleetgate_types::contact::{Contact, ContactError, ContactHandler, FileContent, StreamSession};
 use fleetgate_types::message::destination_service;
 use fleetgate_types::pb::fleetspeak::{ContactData, Message, WrappedContactData};
@@ -26,11 +25,12 @@ impl<H> Observed<H> {
 }
 
 fn contact_span(c: &Contact, kind: ContactKind) -> Span {
-    span(&c.client_id, &c.observed_address, kind)
-}
-
-fn span(client: &ClientId, address: &str, kind: ContactKind) -> Span {
-    tracing::info_span!("contact", client = %client, address = %address, kind = kind.as_str())
+    tracing::info_span!(
+        "contact",
+        client = %c.client_id,
+        address = %c.observed_address,
+        kind = kind.as_str()
+    )
 }
 
 fn reason(e: &ContactError) -> &'static str {
@@ -79,15 +79,17 @@ impl<H: ContactHandler> ContactHandler for Observed<H> {
         contact: Contact,
     ) -> Result<(Self::Stream, ContactData), ContactError> {
         let span = contact_span(&contact, ContactKind::Stream);
-        let (client, address) = (contact.client_id, contact.observed_address.clone());
-        let r = self.inner.open_stream(contact).instrument(span).await;
+        let r = self
+            .inner
+            .open_stream(contact)
+            .instrument(span.clone())
+            .await;
         self.count_outcome(ContactKind::Stream, &r);
         let (inner, cd) = r?;
         count_sent(&self.metrics, &cd.messages);
         let stream = ObservedStream {
             inner,
-            client,
-            address: address.into_boxed_str(),
+            span,
             metrics: self.metrics.clone(),
             _active: self.metrics.stream_opened(),
         };
@@ -103,33 +105,26 @@ impl<H: ContactHandler> ContactHandler for Observed<H> {
     }
 }
 
-/// One stream: its later frames and pushes run in a span like the one it opened in, and it
-/// counts as active until dropped.
-///
-/// The span is made again for each of those calls rather than kept open: a span held for the
-/// stream's life keeps its formatted fields in the subscriber's registry, a few hundred bytes per
-/// idle stream, while the calls it would cover are rare.
+/// One stream: its later frames and pushes run in the stream's span, and it counts as active
+/// until dropped.
 pub struct ObservedStream<S> {
     inner: S,
-    client: ClientId,
-    address: Box<str>,
+    span: Span,
     metrics: Metrics,
     _active: StreamGuard,
 }
 
-impl<S> ObservedStream<S> {
-    fn span(&self) -> Span {
-        span(&self.client, &self.address, ContactKind::Stream)
-    }
-}
-
 impl<S: StreamSession> StreamSession for ObservedStream<S> {
     async fn frame(&self, wcd: WrappedContactData) -> Result<(), ContactError> {
-        self.inner.frame(wcd).instrument(self.span()).await
+        self.inner.frame(wcd).instrument(self.span.clone()).await
     }
 
     async fn next_messages(&self) -> Result<Option<Vec<Message>>, ContactError> {
-        let r = self.inner.next_messages().instrument(self.span()).await;
+        let r = self
+            .inner
+            .next_messages()
+            .instrument(self.span.clone())
+            .await;
         if let Ok(Some(msgs)) = &r {
             count_sent(&self.metrics, msgs);
         }
@@ -137,6 +132,6 @@ impl<S: StreamSession> StreamSession for ObservedStream<S> {
     }
 
     async fn close(&self) {
-        self.inner.close().instrument(self.span()).await;
+        self.inner.close().instrument(self.span.clone()).await;
     }
 }
