@@ -1,17 +1,21 @@
 //! What a component costs per message, storage aside.
 //!
 //! ```text
-//! cargo run --release -p fleetgate-runtime --example plugin_bench [-- N [MAX_INSTANCES]]
+//! cargo run --release -p fleetgate-runtime --example plugin_bench [-- N [MAX_INSTANCES [back-to-back]]]
 //! ```
 //!
 //! `MAX_INSTANCES` (default: the runtime's default) shrinks the pool's address-space
-//! reservation, e.g. to 128 so that it fits under `valgrind --tool=callgrind`.
+//! reservation, e.g. to 128 so that it fits under `valgrind --tool=callgrind`. `back-to-back`
+//! skips the paced passes, whose spinning would count in callgrind's totals: the run then makes
+//! 4 N echo calls after its warm-up (N latencies, 3 N for throughput).
 //!
 //! 1. Overhead: N messages one after another through `ServiceEntry` + `service::run` (the
 //!    engine's path: slot, budget, call) with the bundled `echo` component (a fresh pooled
 //!    instance, `init` and `process` per message, its reply handed to a sink that drops it)
-//!    against the native `NoopService`; p50/p99 per call. Once back to back, once with a
-//!    200 µs pause before each call.
+//!    against the native `NoopService`; p50/p99 per call. Three ways: back to back; 200 µs
+//!    apart with the thread spinning in between (the core stays busy); and 200 µs apart with
+//!    the thread asleep in between (the core goes idle, and on a virtual machine the vCPU may
+//!    be descheduled, so each call starts on cold caches and TLBs).
 //! 2. Throughput through `echo` with `max_parallelism` 1, 10 and 100: N messages, as many in
 //!    flight as the service allows, on a Tokio runtime with one worker per core.
 #![allow(clippy::unwrap_used)]
@@ -69,14 +73,45 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// Sequential calls, the next one `gap` after the previous answer; returns sorted latencies.
-async fn latencies(entry: &ServiceEntry, n: u64, gap: Duration) -> Vec<Duration> {
+/// What the calling thread does between two calls.
+#[derive(Clone, Copy)]
+enum Pace {
+    BackToBack,
+    /// Spins for `GAP_US`: the core stays busy.
+    Busy,
+    /// Sleeps for `GAP_US` (a thread sleep, not Tokio's timer, which has 1 ms granularity).
+    Idle,
+}
+
+impl Pace {
+    fn title(self) -> String {
+        match self {
+            Pace::BackToBack => "back to back".into(),
+            Pace::Busy => format!("{GAP_US} µs apart, spinning in between"),
+            Pace::Idle => format!("{GAP_US} µs apart, asleep in between"),
+        }
+    }
+
+    fn pause(self) {
+        let gap = Duration::from_micros(GAP_US);
+        match self {
+            Pace::BackToBack => {}
+            Pace::Busy => {
+                let t = Instant::now();
+                while t.elapsed() < gap {
+                    std::hint::spin_loop();
+                }
+            }
+            Pace::Idle => std::thread::sleep(gap),
+        }
+    }
+}
+
+/// Sequential calls, paced by `pace`; returns sorted latencies.
+async fn latencies(entry: &ServiceEntry, n: u64, pace: Pace) -> Vec<Duration> {
     let mut out = Vec::with_capacity(n as usize);
     for i in 0..n {
-        if !gap.is_zero() {
-            // A thread sleep, not Tokio's timer (1 ms granularity).
-            std::thread::sleep(gap);
-        }
+        pace.pause();
         let m = message(i);
         let t = Instant::now();
         let outcome = run(entry, &m).await;
@@ -153,20 +188,20 @@ fn main() {
         let noop: Arc<dyn Service> = Arc::new(NoopService);
 
         // Warm up: pool slots, allocator, branch predictors.
-        latencies(&ServiceEntry::new(echo.clone(), 1), 2_000, Duration::ZERO).await;
+        latencies(&ServiceEntry::new(echo.clone(), 1), 2_000, Pace::BackToBack).await;
 
-        // Back to back, then paced: with a pause between calls, other work (or the idle
-        // core's power states) cools the caches the call runs on.
-        for gap in [Duration::ZERO, Duration::from_micros(GAP_US)] {
-            if gap.is_zero() {
-                println!("\n== per-call latency, sequential, back to back, N = {n} ==");
-            } else {
-                println!(
-                    "\n== per-call latency, sequential, {GAP_US} µs between calls, N = {n} =="
-                );
-            }
-            let native = latencies(&ServiceEntry::new(noop.clone(), 1), n, gap).await;
-            let wasm = latencies(&ServiceEntry::new(echo.clone(), 1), n, gap).await;
+        let paces: &[Pace] = if std::env::args().nth(3).as_deref() == Some("back-to-back") {
+            &[Pace::BackToBack]
+        } else {
+            &[Pace::BackToBack, Pace::Busy, Pace::Idle]
+        };
+        for &pace in paces {
+            println!(
+                "\n== per-call latency, sequential, {}, N = {n} ==",
+                pace.title()
+            );
+            let native = latencies(&ServiceEntry::new(noop.clone(), 1), n, pace).await;
+            let wasm = latencies(&ServiceEntry::new(echo.clone(), 1), n, pace).await;
             println!(
                 "{:<12} {:>10} {:>10} {:>10}",
                 "service", "p50 µs", "p99 µs", "max µs"
