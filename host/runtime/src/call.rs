@@ -4,13 +4,14 @@
 //!
 //! Every call gets a fresh instance from the pooling allocator rather than a kept one: a trap
 //! leaves nothing behind, memory a plugin leaked is returned, and no state crosses between
-//! messages of different clients (`tests/isolation.rs`). A whole echo call — pool slot, WASI
-//! context, instantiation from the `InstancePre`, `init`, `process` and its `send-to-client` —
-//! costs about 18 µs in a release build (`examples/plugin_bench.rs`; the `fresh_instance_cost`
-//! test prints it in an unoptimised build), small next to the store write each message already
-//! costs. What is left is wasmtime's own work: instantiating the component's core instances,
-//! lowering the message into guest memory (one guest `realloc` call per string or list), and
-//! dropping the store; how slots are reset is in `runtime.rs`.
+//! messages of different clients (`tests/isolation.rs`). A whole echo call — pool slot, store,
+//! instantiation from the `InstancePre`, `init`, `process` and its `send-to-client` — costs
+//! 8–10 µs in a release build (`examples/plugin_bench.rs` and docs/BENCHMARKS.md; the
+//! `fresh_instance_cost` test prints it in an unoptimised build), small next to the store write
+//! each message already costs. What is left is mostly wasmtime's own work: instantiating the
+//! component's core instances, lowering the message into guest memory (one guest `realloc` call
+//! per string or list), and dropping the store; how slots are reset is in `runtime.rs`, and why
+//! the WASI context is built only on demand in `caps/wasi.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,9 +19,8 @@ use std::sync::Arc;
 use fleetgate_pb::fleetspeak::Message;
 use wasmtime::component::{Component, InstancePre, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use crate::caps::{self, grpc::Upstream, wasi};
+use crate::caps::{self, grpc::Upstream, wasi::CallWasi};
 use crate::error::{CallError, RuntimeError};
 use crate::host::HostServices;
 use crate::runtime::Runtime;
@@ -123,14 +123,12 @@ pub(crate) fn store(
     ctx: &Arc<ServiceContext>,
     current: Option<Message>,
 ) -> Result<Store<HostState>, CallError> {
-    let stderr = MemoryOutputPipe::new(wasi::STDERR_CAPACITY);
-    let wasi = wasi::context(&ctx.grants.preopens, &stderr)
+    let wasi = CallWasi::new(&ctx.grants.preopens)
         .map_err(|e| CallError::Instantiate(format!("granting preopens: {e:#}")))?;
     let state = HostState {
         ctx: ctx.clone(),
         wasi,
         table: ResourceTable::new(),
-        stderr,
         meter: CpuMeter::new(ctx.limits.cpu_budget),
         memory: MemoryCap {
             bytes: ctx.limits.memory_bytes,
@@ -165,9 +163,7 @@ pub(crate) fn classify(e: wasmtime::Error, state: &HostState) -> CallError {
         Some(trap) => trap.to_string(),
         None => format!("{e:#}"),
     };
-    let stderr = state.stderr.contents();
-    let stderr = String::from_utf8_lossy(&stderr);
-    let stderr = stderr.trim();
+    let stderr = state.wasi.stderr();
     if !stderr.is_empty() {
         text = format!("{text}; stderr: {stderr}");
     }

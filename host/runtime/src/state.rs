@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use fleetgate_pb::fleetspeak::Message;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use crate::caps::grpc::Upstream;
+use crate::caps::wasi::CallWasi;
 use crate::host::HostServices;
 use crate::spec::{Grants, Limits};
 use crate::stats::ServiceStats;
@@ -28,10 +28,8 @@ pub(crate) struct ServiceContext {
 /// instance's slots to the pool.
 pub(crate) struct HostState {
     pub ctx: Arc<ServiceContext>,
-    pub wasi: WasiCtx,
+    pub wasi: CallWasi,
     pub table: ResourceTable,
-    /// The guest's stderr (panic messages), quoted when it traps.
-    pub stderr: MemoryOutputPipe,
     pub meter: CpuMeter,
     pub memory: MemoryCap,
     /// The message being processed, so `grpc.forward` of it unchanged sends the stored message
@@ -43,7 +41,7 @@ pub(crate) struct HostState {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.ctx(),
             table: &mut self.table,
         }
     }
