@@ -53,8 +53,11 @@ crate-type = ["cdylib"]
 # Fleetgate checkout by path (or by git, pinned to the release your server runs).
 fleetgate-sdk = {{ path = "{sdk}" }}
 
+# The server runs a fresh instance per message: optimise for speed, as one unit.
 [profile.release]
-opt-level = "s"
+opt-level = 3
+lto = true
+codegen-units = 1
 strip = true
 panic = "abort"
 
