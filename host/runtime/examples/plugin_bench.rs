@@ -97,10 +97,11 @@ impl Pace {
         match self {
             Pace::BackToBack => {}
             Pace::Busy => {
+                // No `spin_loop()` hint: on a virtual machine a run of PAUSE instructions
+                // looks like lock spinning, and the hypervisor may deschedule the vCPU
+                // (pause-loop exiting), which is the idle case again.
                 let t = Instant::now();
-                while t.elapsed() < gap {
-                    std::hint::spin_loop();
-                }
+                while t.elapsed() < gap {}
             }
             Pace::Idle => std::thread::sleep(gap),
         }
