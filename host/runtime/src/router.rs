@@ -21,6 +21,7 @@ pub struct ComponentRouter {
     pre: RouterWorldPre<HostState>,
     ctx: Arc<ServiceContext>,
     config: Vec<u8>,
+    digest: String,
 }
 
 impl ComponentRouter {
@@ -29,7 +30,7 @@ impl ComponentRouter {
         spec: PluginSpec,
         host: HostServices,
     ) -> Result<Self, RuntimeError> {
-        let Loaded { pre, ctx, .. } = call::load(runtime, &spec, host, "router")?;
+        let Loaded { pre, ctx, digest } = call::load(runtime, &spec, host, "router")?;
         let pre = RouterWorldPre::new(pre).map_err(|e| RuntimeError::World {
             service: spec.name.clone(),
             world: "router",
@@ -40,7 +41,13 @@ impl ComponentRouter {
             pre,
             ctx,
             config: spec.config,
+            digest,
         })
+    }
+
+    /// SHA-256 of the component binary that was loaded, hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     pub fn stats(&self) -> StatsSnapshot {

@@ -12,7 +12,6 @@ use fleetgate_engine::Engine;
 use fleetgate_pb::fleetgate::plugin::v1::WasmConfig;
 use fleetgate_runtime::{ComponentRouter, HostServices, Runtime, RuntimeConfig};
 use fleetgate_types::Clock;
-use sha2::{Digest, Sha256};
 
 /// What a router gets with `--router`: every router capability (all read-only).
 pub const FLAG_GRANTS: [&str; 4] = ["log", "metrics", "clock", "clients"];
@@ -93,23 +92,18 @@ impl Router {
     }
 
     /// Builds the router again if its component changed; `None` if it did not. Nothing is
-    /// swapped: the caller decides, after the services were built too.
+    /// swapped: the caller decides, after the services were built too. The component is read
+    /// once, and the digest compared is that of the bytes loaded (a compiled component comes
+    /// from the cache, so an unchanged one costs no compilation).
     pub fn rebuild(&self) -> Result<Option<Rebuilt>> {
         let origin = &self.config.path;
-        let digest = match self.file() {
-            Some(file) => {
-                let bytes = std::fs::read(&file)
-                    .with_context(|| format!("reading the router {}", file.display()))?;
-                hex::encode(Sha256::digest(&bytes))
-            }
-            None => origin.clone(),
-        };
-        if self.serving().digest == digest {
-            return Ok(None);
-        }
         let router =
             ComponentRouter::from_config(&self.runtime, self.config.clone(), self.host.clone())
                 .with_context(|| format!("loading the router {origin}"))?;
+        let digest = router.digest().to_owned();
+        if self.serving().digest == digest {
+            return Ok(None);
+        }
         Ok(Some(Rebuilt { router, digest }))
     }
 
