@@ -140,7 +140,7 @@ fn engine_config(rc: &RuntimeConfig) -> Result<Config, RuntimeError> {
 /// instance would otherwise fault them back in. Past this the rest is released to the kernel.
 const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
 /// The same for a table slot (a Rust component's tables fit in one page).
-const TABLE_KEEP_RESIDENT: usize = 4 << 10;
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 /// Every call returns its slots to the pool, so how a slot is reset is paid per message. By
 /// default wasmtime `madvise`s the whole slot away: the next instance page-faults every page it
