@@ -106,6 +106,11 @@ impl<IO> TlsStream<IO> {
         &self.conn
     }
 
+    /// Bytes held in this connection's buffers (received, decrypted, waiting to be sent).
+    pub fn buffered(&self) -> usize {
+        self.incoming.len() + self.plaintext.len() + self.outgoing.len()
+    }
+
     /// Lets rustls process the ciphertext received so far, queueing whatever it has to send,
     /// and then does `op`. Returns the plaintext bytes taken by `Op::Send`.
     fn process(&mut self, op: Op<'_>) -> io::Result<usize> {

@@ -276,3 +276,64 @@ async fn vectored_writes_arrive_whole_and_in_order() {
     read.unwrap();
     assert!(got == expected, "bytes differ");
 }
+
+/// A peer that keeps asking for key updates and never reads: rustls keeps at most one answer
+/// queued (it goes out with our next write), so reading from such a peer holds no more than
+/// the record being read, however long it goes on.
+#[tokio::test]
+async fn a_peer_asking_for_key_updates_without_reading_costs_no_memory() {
+    let pki = pki();
+    let config = tls::server_config(&pki.server_cert_pem, &pki.server_key_pem).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Small socket buffers, so anything owed to the peer would back up in ours.
+    let server = async {
+        let (tcp, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&tcp)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        tls_stream::accept(tcp, config).await.unwrap()
+    };
+    let client = async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        client(&pki, &rustls::version::TLS13)
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    };
+    let (mut server, mut client) =
+        tokio::time::timeout(STEP, async { tokio::join!(server, client) })
+            .await
+            .unwrap();
+    const ROUNDS: usize = 20_000;
+    let flood = tokio::spawn(async move {
+        for _ in 0..ROUNDS {
+            // One byte of application data between requests keeps rustls' limit of 32
+            // consecutive key update requests from ending the connection first.
+            client.get_mut().1.refresh_traffic_keys().unwrap();
+            client.write_all(b"x").await.unwrap();
+        }
+        client.flush().await.unwrap();
+        // Still connected, still not reading.
+        std::future::pending::<()>().await;
+    });
+    let mut buf = [0u8; 4096];
+    let (mut read, mut most) = (0, 0);
+    while read < ROUNDS {
+        let n = tokio::time::timeout(STEP, server.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the stream ended after {read} bytes");
+        read += n;
+        most = most.max(server.buffered());
+    }
+    flood.abort();
+    assert!(
+        most <= 32 * 1024,
+        "{most} bytes buffered for one connection"
+    );
+}
