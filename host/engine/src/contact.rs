@@ -296,9 +296,12 @@ impl StreamSession for Stream {
             if graced {
                 // An older stream that is still open somewhere (its server has not noticed the
                 // client left) may have leased them again during the grace: take them back.
-                self.engine
-                    .redeliver_superseded(self.id, self.contact, Duration::ZERO)
-                    .await;
+                // Boxed for the same reason as the selection below.
+                Box::pin(
+                    self.engine
+                        .redeliver_superseded(self.id, self.contact, Duration::ZERO),
+                )
+                .await;
             }
             // Boxed: selecting needs a large future, which then exists only while it runs. Inline
             // it would sit in every idle stream's wait, tens of thousands of them.

@@ -58,7 +58,11 @@ async fn nothing_within_grace(stream: &Stream) {
 
 /// Opens a stream whose frame 0 carries `messages`, and returns it with frame 0's messages.
 async fn open(env: &Env, c: &TestClient, messages: Vec<Message>) -> (Stream, Vec<MessageId>) {
-    let (s, reply) = env.engine.open_stream(c.contact(cd(messages))).await.unwrap();
+    let (s, reply) = env
+        .engine
+        .open_stream(c.contact(cd(messages)))
+        .await
+        .unwrap();
     (s, ids_of(&reply.messages))
 }
 
@@ -87,7 +91,10 @@ async fn a_new_stream_gets_what_the_old_one_never_acked() {
     assert!(first.is_empty(), "not during the grace: {first:?}");
     env.tick();
     assert_eq!(ids_of(&next_batch(&b).await), lost);
-    assert!(env.result(lost[0]).await.is_none(), "still waiting for its ack");
+    assert!(
+        env.result(lost[0]).await.is_none(),
+        "still waiting for its ack"
+    );
     b.close().await;
 }
 
@@ -124,7 +131,9 @@ async fn acks_within_the_grace_prevent_the_duplicate() {
     let (a, lost) = lost_stream(&env, &c, 1).await;
     a.close().await;
     let (b, _) = open(&env, &c, vec![]).await;
-    b.frame(wcd(&cd(vec![ack(&lost)]), &c.labels)).await.unwrap();
+    b.frame(wcd(&cd(vec![ack(&lost)]), &c.labels))
+        .await
+        .unwrap();
     env.tick();
     nothing_within_grace(&b).await;
     b.close().await;
@@ -139,7 +148,9 @@ async fn a_superseded_stream_may_still_ack() {
     let (a, lost) = lost_stream(&env, &c, 1).await;
     let (b, _) = open(&env, &c, vec![]).await;
     assert_eq!(a.next_messages().await.unwrap(), None, "a is superseded");
-    a.frame(wcd(&cd(vec![ack(&lost)]), &c.labels)).await.unwrap();
+    a.frame(wcd(&cd(vec![ack(&lost)]), &c.labels))
+        .await
+        .unwrap();
     env.tick();
     nothing_within_grace(&b).await;
     assert!(env.result(lost[0]).await.is_some());

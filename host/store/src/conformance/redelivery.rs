@@ -39,7 +39,8 @@ fn msg(c: ClientId, tag: &str) -> (MessageId, fleetgate_types::pb::fleetspeak::M
 async fn lease(s: &dyn Store, c: ClientId, contact: Option<ContactId>) -> Vec<MessageId> {
     let got = ok(
         "client_messages_for_processing",
-        s.client_messages_for_processing(c, 100, None, contact).await,
+        s.client_messages_for_processing(c, 100, None, contact)
+            .await,
     );
     got.iter()
         .map(|m| ok("message id", MessageId::from_bytes(&m.message_id)))
@@ -116,7 +117,10 @@ async fn redeliver_superseded(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     // Stream C supersedes B: both of B's leases come back, at once with no grace.
     let c = stream(&*s, client(1)).await;
     assert_eq!(
-        ok("C", s.redeliver_superseded(client(1), c, Duration::ZERO).await),
+        ok(
+            "C",
+            s.redeliver_superseded(client(1), c, Duration::ZERO).await
+        ),
         2
     );
     clock.advance(Duration::from_micros(1));
@@ -131,7 +135,8 @@ async fn redeliver_superseded(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     ok("store_messages", s.store_messages(&[due_msg], None).await);
     ok(
         "link",
-        s.link_messages_to_contact(a, std::slice::from_ref(&due)).await,
+        s.link_messages_to_contact(a, std::slice::from_ref(&due))
+            .await,
     );
     let d = stream(&*s, client(1)).await;
     assert_eq!(
