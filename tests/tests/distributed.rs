@@ -207,11 +207,16 @@ async fn admin_server_notifies_frontends_behind_haproxy() {
     for (c, m) in fleet.clients.iter_mut().zip(&before_kill) {
         c.wait_delivered(m, Duration::from_secs(90)).await;
     }
+    let delivered = killed_at.elapsed();
+    // One line per new stream that found unacknowledged leases of a superseded contact.
+    let superseding = fleet.frontends[1]
+        .node
+        .log_lines("superseded contacts due again")
+        .len();
     eprintln!(
-        "redelivery: the {} messages inserted before the kill all delivered {:?} after it ({:?} after the clients were back)",
+        "redelivery: the {} messages inserted before the kill all delivered {delivered:?} after it ({:?} after the clients were back); {superseding} new stream(s) made lost leases due again",
         before_kill.iter().map(Vec::len).sum::<usize>(),
-        killed_at.elapsed(),
-        killed_at.elapsed().saturating_sub(back)
+        delivered.saturating_sub(back)
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     flowing.store(false, Ordering::Relaxed);

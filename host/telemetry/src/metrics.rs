@@ -363,6 +363,7 @@ impl Metrics {
         i.streams_active.encode(&mut out);
         i.from_clients.encode(&mut out);
         i.to_clients.encode(&mut out);
+        i.redelivered.encode(&mut out);
         i.processed.encode(&mut out);
         i.processing_latency.encode(&mut out);
         i.pending.encode(&mut out);
