@@ -33,6 +33,8 @@ pub struct ClientOptions {
     /// Another daemon program instead of `echo.py`, and its arguments after the record file
     /// (`python PROGRAM RECORD_FILE ARGS...`).
     pub program: Option<(PathBuf, Vec<String>)>,
+    /// Another `host:port` to reach the server at (a relay in front of it).
+    pub server: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -42,6 +44,7 @@ impl Default for ClientOptions {
             labels: vec![],
             services: vec![TEST_SERVICE.into()],
             program: None,
+            server: None,
         }
     }
 }
@@ -245,6 +248,8 @@ fn rewrite_config(
         } else if t.starts_with("state_file:") {
             out += &format!("  state_file: {:?}\n", state_file.display().to_string());
             saw_state = true;
+        } else if let (Some(addr), true) = (&opts.server, t.starts_with("server:")) {
+            out += &format!("server: {addr:?}\n");
         } else if t.starts_with("streaming:") {
             out += &format!("streaming: {}\n", opts.streaming);
             saw_streaming = true;

@@ -9,6 +9,8 @@
 //! * [`admin::Admin`] wraps the admin gRPC API.
 //! * [`tls`] speaks raw HTTPS to the client frontend.
 //! * [`wait::eventually`] polls until a condition holds.
+//! * [`relay::Relay`] stands between client and server and can lose what the server sends.
+//! * [`scrape`] reads `/metrics` and the health endpoints.
 //! * [`grr`]: the plugin path's peers — `daemon/sender.py` and GRR's Python server connector.
 //! * [`fleet::Fleet`]: the distributed deployment — MariaDB ([`mariadb`]), frontends and an
 //!   admin-only server ([`node`]), haproxy ([`haproxy`]), clients ([`fleet_client`]), with
@@ -27,6 +29,8 @@ pub mod mariadb;
 pub mod node;
 pub mod pki;
 pub mod ports;
+pub mod relay;
+pub mod scrape;
 pub mod server;
 pub mod tag_plugins;
 pub mod tls;

@@ -4,11 +4,12 @@
 //! `notification_use_http_notifier: true`, and real Go clients.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
+use fleetgate_tests::daemon::{Received, message_ids};
 use fleetgate_tests::fleet::Fleet;
 use fleetgate_tests::haproxy::SOURCE_IP;
 use fleetgate_tests::node::Flavor;
@@ -101,6 +102,15 @@ async fn addresses_are_the_clients_own(
     .await;
 }
 
+/// How many message ids the daemon recorded more than once.
+fn duplicates(records: &[Received]) -> usize {
+    let mut seen = BTreeSet::new();
+    message_ids(records)
+        .into_iter()
+        .filter(|id| !seen.insert(id.clone()))
+        .count()
+}
+
 async fn insert_one_each(admin: &Admin, ids: &[Vec<u8>], tag: &str) -> Vec<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     for id in ids {
@@ -164,10 +174,11 @@ async fn admin_server_notifies_frontends_behind_haproxy() {
 
     // Fault: SIGKILL frontend 0 while clients stream and messages keep being inserted.
     let flowing = Arc::new(AtomicBool::new(true));
+    let sent: Arc<Mutex<Vec<Vec<Vec<u8>>>>> = Arc::new(Mutex::new(vec![Vec::new(); ids.len()]));
     let inserter = {
-        let (admin, ids, flowing) = (admin.clone(), ids.clone(), flowing.clone());
+        let (admin, ids, flowing, sent) =
+            (admin.clone(), ids.clone(), flowing.clone(), sent.clone());
         tokio::spawn(async move {
-            let mut sent: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ids.len()];
             let mut n = 0;
             while flowing.load(Ordering::Relaxed) {
                 for (i, id) in ids.iter().enumerate() {
@@ -175,33 +186,60 @@ async fn admin_server_notifies_frontends_behind_haproxy() {
                     let m = admin
                         .insert(id, "TestService", "plain", payload.as_bytes())
                         .await;
-                    sent[i].push(m.expect("InsertMessage must succeed while a frontend is down"));
+                    let m = m.expect("InsertMessage must succeed while a frontend is down");
+                    sent.lock().unwrap_or_else(|p| p.into_inner())[i].push(m);
                 }
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
-            sent
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     fleet.frontends[0].node.kill().await;
     let killed_at = Instant::now();
+    // Some of these were pushed to streams on frontend 0 and never acked: the clients' new
+    // streams on frontend 1 supersede those contacts, so they come back within seconds instead
+    // of after the 15-minute lease.
+    let before_kill = sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let at = streaming_frontends(&fleet, &admin, &ids, Some(0)).await;
+    let back = killed_at.elapsed();
+    eprintln!("every client back on a live frontend {back:?} after the kill: {at:?}");
+    for (c, m) in fleet.clients.iter_mut().zip(&before_kill) {
+        c.wait_delivered(m, Duration::from_secs(90)).await;
+    }
+    let delivered = killed_at.elapsed();
+    // One line per new stream that found unacknowledged leases of a superseded contact.
+    let superseding = fleet.frontends[1]
+        .node
+        .log_lines("superseded contacts due again")
+        .len();
     eprintln!(
-        "every client back on a live frontend {:?} after the kill: {at:?}",
-        killed_at.elapsed()
+        "redelivery: the {} messages inserted before the kill all delivered {delivered:?} after it ({:?} after the clients were back); {superseding} new stream(s) made lost leases due again",
+        before_kill.iter().map(Vec::len).sum::<usize>(),
+        delivered.saturating_sub(back)
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     flowing.store(false, Ordering::Relaxed);
-    let flowed = inserter.await.expect("inserter task");
+    inserter.await.expect("inserter task");
+    let flowed = sent.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let last = insert_one_each(&admin, &ids, "after").await;
     for (i, c) in fleet.clients.iter_mut().enumerate() {
         let mut all = flowed[i].clone();
         all.extend(last[i].iter().cloned());
         c.wait_delivered(&all, Duration::from_secs(90)).await;
     }
+    // Delivery is at least once, and not asserted to be exactly once here: a message whose
+    // MessageAck was in a frame frontend 0 never acknowledged is re-sent by the client on its new
+    // stream, usually in the first frame, which the grace waits for; one that arrives later
+    // than the grace (a loaded machine) gets the message a second time. The count is printed so
+    // the runs recorded in docs/DISTRIBUTED.md show how often that happens.
+    let dups: usize = fleet
+        .clients
+        .iter()
+        .map(|c| duplicates(&c.received()))
+        .sum();
     eprintln!(
-        "all {} messages inserted around the kill delivered",
+        "all {} messages inserted around the kill delivered; {dups} delivered twice",
         flowed.iter().map(Vec::len).sum::<usize>() + ids.len()
     );
     assert!(

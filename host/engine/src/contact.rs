@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use fleetgate_pb::fleetspeak::{ContactData, Label, Message, WrappedContactData};
 use fleetgate_store::{ClientData, ContactRecord, StoreError};
@@ -9,6 +10,7 @@ use fleetgate_types::contact::{Contact, ContactError, ContactHandler, FileConten
 use fleetgate_types::{ClientId, ContactId};
 use prost::Message as _;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use crate::Engine;
 use crate::delivery::{MAX_BATCH, Tokens};
@@ -16,6 +18,10 @@ use crate::registry::StreamSignal;
 
 /// More messages than this in one contact is an error, as in the original.
 pub const MAX_MESSAGES_PER_CONTACT: usize = 100;
+
+/// Added to the grace before a stream looks again: the store schedules by the wall clock and the
+/// timer runs on the monotonic one, and looking a moment early would miss the messages.
+const CLOCK_MARGIN: Duration = Duration::from_millis(100);
 
 /// What the first part of every contact established.
 struct Established {
@@ -29,6 +35,8 @@ struct Established {
     broadcast_labels: Option<Vec<Label>>,
     /// The broadcast generation before the client record was read.
     broadcast_generation: u64,
+    /// When the leases this stream superseded are due: the stream looks again then.
+    redeliver_at: Option<Instant>,
 }
 
 fn internal(e: StoreError) -> ContactError {
@@ -89,6 +97,16 @@ impl Engine {
         self.ingest(c.client_id, data.blacklisted, cd.messages, contact)
             .await
             .map_err(internal)?;
+        // After ingesting: acks the client carried over from its old stream in this first frame
+        // are applied, so those messages are not pending any more. Polls never supersede: a
+        // polling client acks what it got in its next poll, so its open leases are normal.
+        let redeliver_at = if streaming && !data.blacklisted {
+            let grace = self.inner.config.redelivery_grace;
+            let any = self.redeliver_superseded(c.client_id, contact, grace).await;
+            (any && !grace.is_zero()).then(|| Instant::now() + grace + CLOCK_MARGIN)
+        } else {
+            None
+        };
         // Register before selecting, so a message inserted during the selection still wakes us.
         let signal = streaming.then(|| self.inner.streams.register(c.client_id));
         // No map in the first frame means a legacy client: unlimited for the whole connection.
@@ -104,6 +122,7 @@ impl Engine {
                 tokens,
                 broadcast_labels: (!cached).then_some(data.labels),
                 broadcast_generation,
+                redeliver_at,
             },
             signal,
         ))
@@ -195,6 +214,7 @@ impl ContactHandler for Engine {
             contact: est.contact,
             blacklisted: est.blacklisted,
             broadcasts_seen: AtomicU64::new(est.broadcast_generation),
+            redeliver_at: std::sync::Mutex::new(est.redeliver_at),
         };
         let messages = {
             let mut tokens = stream.tokens.lock().await;
@@ -244,6 +264,8 @@ pub struct Stream {
     /// The broadcast generation this stream was last checked against; a newer one means new
     /// broadcasts, so the next fetch checks the client again.
     broadcasts_seen: AtomicU64,
+    /// Set while leases this stream superseded wait out their grace; cleared when it ends.
+    redeliver_at: std::sync::Mutex<Option<Instant>>,
 }
 
 impl StreamSession for Stream {
@@ -263,13 +285,23 @@ impl StreamSession for Stream {
             if self.signal.is_superseded() {
                 return Ok(None);
             }
-            self.signal.wake.notified().await;
+            let graced = self.wait().await;
             if self.signal.is_superseded() {
                 return Ok(None);
             }
             // A blacklisted client got its RekeyRequest in frame 0; nothing else is pushed.
             if self.blacklisted || self.engine.is_stopping() {
                 continue;
+            }
+            if graced {
+                // An older stream that is still open somewhere (its server has not noticed the
+                // client left) may have leased them again during the grace: take them back.
+                // Boxed for the same reason as the selection below.
+                Box::pin(
+                    self.engine
+                        .redeliver_superseded(self.id, self.contact, Duration::ZERO),
+                )
+                .await;
             }
             // Boxed: selecting needs a large future, which then exists only while it runs. Inline
             // it would sit in every idle stream's wait, tens of thousands of them.
@@ -283,6 +315,23 @@ impl StreamSession for Stream {
 }
 
 impl Stream {
+    /// Waits for a wake-up, or for the end of the redelivery grace (then returns true).
+    async fn wait(&self) -> bool {
+        let at = *self.redeliver_at.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(at) = at else {
+            self.signal.wake.notified().await;
+            return false;
+        };
+        // Boxed, so an idle stream without a grace running does not carry a timer.
+        tokio::select! {
+            () = self.signal.wake.notified() => false,
+            () = Box::pin(tokio::time::sleep_until(at)) => {
+                *self.redeliver_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                true
+            }
+        }
+    }
+
     /// The messages to push now; asks for another round at once if the batch was full.
     async fn select(&self) -> Result<Vec<Message>, ContactError> {
         let labels = self.labels_if_new_broadcasts().await;

@@ -1,6 +1,7 @@
 //! Choosing what a client receives (client-lifecycle.md §6, server.md §7.2).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use fleetgate_pb::fleetspeak::{Label, Message};
 use fleetgate_store::StoreError;
@@ -12,6 +13,11 @@ use crate::Engine;
 
 /// At most this many queued messages go out in one contact or push.
 pub const MAX_BATCH: usize = 100;
+
+/// The default [`EngineConfig::redelivery_grace`](crate::EngineConfig): the client builds its
+/// first frame within 1 s of connecting and batches acks for up to 1 s more, so acks it still had
+/// for the old stream arrive within about 2 s of the new one starting.
+pub const REDELIVERY_GRACE: Duration = Duration::from_secs(3);
 
 /// Per-service flow-control tokens of one connection. `None`: the client sent no map (legacy),
 /// so there is no limit.
@@ -87,6 +93,37 @@ impl Engine {
             store.set_message_results(&dies).await?;
         }
         Ok(msgs)
+    }
+
+    /// `contact` is a new stream of `client`: what its earlier contacts (on any server) were
+    /// handed and never acknowledged becomes due `grace` from now, instead of when the 15-minute
+    /// lease ends. Returns whether anything was. A failure only leaves those leases to run out, as
+    /// they would have anyway, so it is logged and not returned.
+    pub(crate) async fn redeliver_superseded(
+        &self,
+        client: ClientId,
+        contact: ContactId,
+        grace: Duration,
+    ) -> bool {
+        match self
+            .inner
+            .store
+            .redeliver_superseded(client, contact, grace)
+            .await
+        {
+            Ok(0) => false,
+            Ok(n) => {
+                tracing::info!(client = %client, contact = %contact, messages = n, ?grace, "unacknowledged messages of superseded contacts due again");
+                if let Some(m) = self.metrics() {
+                    m.messages_redelivered(n);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(client = %client, contact = %contact, error = %e, "making superseded leases due again");
+                false
+            }
+        }
     }
 
     fn rekey_request(&self, client: ClientId) -> Message {

@@ -64,6 +64,9 @@ pub struct EngineConfig {
     pub streaming_to: String,
     /// How often broadcasts are reloaded: a random wait in [P, 2P), at least 1 s.
     pub broadcast_poll_time: Duration,
+    /// How long after a new stream starts the unacknowledged leases of the client's earlier
+    /// contacts become due again: time for acks still on their way to arrive first.
+    pub redelivery_grace: Duration,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +75,7 @@ impl Default for EngineConfig {
             required_label: None,
             streaming_to: String::new(),
             broadcast_poll_time: broadcasts::DEFAULT_POLL_TIME,
+            redelivery_grace: delivery::REDELIVERY_GRACE,
         }
     }
 }

@@ -96,6 +96,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
                 .broadcast_poll_time
                 .and_then(|d| std::time::Duration::try_from(d).ok())
                 .unwrap_or(fleetgate_engine::broadcasts::DEFAULT_POLL_TIME),
+            ..EngineConfig::default()
         },
         store.clone(),
         clock.clone(),

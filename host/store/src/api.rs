@@ -102,6 +102,16 @@ pub trait MessageStore: Send + Sync {
         service_limits: Option<&HashMap<String, u64>>,
         contact: Option<ContactId>,
     ) -> Result<Vec<Message>>;
+    /// `contact` is a new stream of `client`, which supersedes its earlier contacts: the client's
+    /// pending messages last linked to one of its contacts before `contact` (none to `contact` or
+    /// a later one) and not due within `grace` (still leased, never acknowledged) become due
+    /// `grace` from now. Returns how many.
+    async fn redeliver_superseded(
+        &self,
+        client: ClientId,
+        contact: ContactId,
+        grace: Duration,
+    ) -> Result<u64>;
     /// Leases up to `limit` due server-bound messages; each becomes due again per the server retry
     /// schedule. Returns the messages with data.
     async fn lease_server_messages(&self, limit: usize) -> Result<Vec<Message>>;

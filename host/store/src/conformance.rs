@@ -13,6 +13,7 @@ pub mod files;
 pub mod leases;
 pub mod messages;
 pub mod purge;
+pub mod redelivery;
 pub mod resources;
 pub mod retention;
 
@@ -42,6 +43,7 @@ pub fn cases() -> Vec<Case> {
         messages::cases(),
         purge::cases(),
         leases::cases(),
+        redelivery::cases(),
         clients::cases(),
         resources::cases(),
         broadcasts::cases(),

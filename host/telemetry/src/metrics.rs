@@ -78,6 +78,7 @@ struct Families {
     streams_active: Family<Gauge>,
     from_clients: Family<Counter>,
     to_clients: Family<Counter>,
+    redelivered: Family<Counter>,
     processed: Family<Counter>,
     processing_latency: Family<Histogram>,
     pending: Family<Gauge>,
@@ -148,6 +149,11 @@ impl Default for Families {
                 "Messages handed to clients, by destination service and type.",
                 &["service", "type"],
             ),
+            redelivered: counter(
+                "fleetgate_messages_redelivered_total",
+                "Unacknowledged messages of a client's earlier contacts made due again by its new stream.",
+                &[],
+            ),
             processed: counter(
                 "fleetgate_messages_processed_total",
                 "Processing attempts of server-bound messages, by service and outcome.",
@@ -201,6 +207,7 @@ impl Default for Families {
         };
         f.build_info.get(&[env!("CARGO_PKG_VERSION")]).set(1);
         f.streams_active.get(&[]).set(0);
+        f.redelivered.get(&[]).inc_by(0);
         f
     }
 }
@@ -240,6 +247,11 @@ impl Metrics {
 
     pub fn messages_to_client(&self, service: &str, message_type: &str, n: u64) {
         self.by_service_type(&self.inner.to_clients, service, message_type, n);
+    }
+
+    /// Messages a new stream made due again because the contact they were leased to is superseded.
+    pub fn messages_redelivered(&self, n: u64) {
+        self.inner.redelivered.get(&[]).inc_by(n);
     }
 
     /// One processing attempt; `outcome` is `processed`, `failed` or `retry`.
@@ -351,6 +363,7 @@ impl Metrics {
         i.streams_active.encode(&mut out);
         i.from_clients.encode(&mut out);
         i.to_clients.encode(&mut out);
+        i.redelivered.encode(&mut out);
         i.processed.encode(&mut out);
         i.processing_latency.encode(&mut out);
         i.pending.encode(&mut out);

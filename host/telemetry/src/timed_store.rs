@@ -69,6 +69,7 @@ timed!(MessageStore {
     fn get_message_result(&self, id: MessageId) -> Option<MessageResult>;
     fn get_message_status(&self, id: MessageId) -> Option<(prost_types::Timestamp, Option<MessageResult>)>;
     fn client_messages_for_processing(&self, client: ClientId, limit: usize, service_limits: Option<&HashMap<String, u64>>, contact: Option<ContactId>) -> Vec<Message>;
+    fn redeliver_superseded(&self, client: ClientId, contact: ContactId, grace: Duration) -> u64;
     fn lease_server_messages(&self, limit: usize) -> Vec<Message>;
     fn get_pending_messages(&self, clients: &[ClientId], offset: u64, limit: u64, want_data: bool) -> Vec<Message>;
     fn get_pending_message_count(&self, clients: &[ClientId]) -> u64;

@@ -4,6 +4,7 @@ mod lease;
 mod purge;
 mod read;
 pub(crate) mod rows;
+mod supersede;
 pub(crate) mod write;
 
 use std::collections::HashMap;
@@ -87,6 +88,15 @@ impl MessageStore for SeaOrmStore {
         contact: Option<ContactId>,
     ) -> Result<Vec<Message>> {
         lease::client_messages(self, client, limit, service_limits, contact).await
+    }
+
+    async fn redeliver_superseded(
+        &self,
+        client: ClientId,
+        contact: ContactId,
+        grace: Duration,
+    ) -> Result<u64> {
+        supersede::redeliver(self, client, contact, grace).await
     }
 
     async fn lease_server_messages(&self, limit: usize) -> Result<Vec<Message>> {
