@@ -27,9 +27,14 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn git_commit() -> Option<String> {
     let commit = git(&["rev-parse", "--short=12", "HEAD"])?;
-    // Run again when HEAD moves: HEAD itself (checkout), the branch it names (commit), and
-    // packed-refs. Only files that exist: cargo reruns every build for a missing one.
-    let mut watched = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
+    // Run again when HEAD moves: HEAD itself (checkout), its reflog (every commit, also when
+    // the branch lives only in packed-refs), the branch it names, and packed-refs. Only files
+    // that exist: cargo reruns every build for a missing one.
+    let mut watched = vec![
+        "HEAD".to_owned(),
+        "logs/HEAD".to_owned(),
+        "packed-refs".to_owned(),
+    ];
     watched.extend(git(&["symbolic-ref", "-q", "HEAD"]));
     for name in watched {
         if let Some(path) = git(&["rev-parse", "--git-path", &name]) {
