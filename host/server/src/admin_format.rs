@@ -232,6 +232,27 @@ pub fn messages(ms: Vec<Message>, json: bool) -> String {
     out
 }
 
+/// `insertbatch`: one row per message, `(client ID, message ID)`.
+pub fn inserted(rows: &[(String, String)], json: bool) -> String {
+    if json {
+        return pretty(Value::Array(
+            rows.iter()
+                .map(|(c, m)| json!({"client_id": c, "message_id": m}))
+                .collect(),
+        ));
+    }
+    let mut out = format!(
+        "Inserted {} messages.\n{:<16} {}",
+        rows.len(),
+        "Client ID:",
+        "Message ID:"
+    );
+    for (c, m) in rows {
+        out += &format!("\n{c:<16} {m}");
+    }
+    out
+}
+
 fn plugin_json(p: &fleetgate_pb::fleetgate::admin::v1::PluginStatus) -> Value {
     json!({
         "service": p.service,

@@ -1,313 +1,195 @@
-//! Command line: subcommands, Go-style flags, and logging set-up.
+//! Command line: parsing (definitions in `args`), running each command, and logging set-up.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow, bail};
-use fleetgate_config::flags::{self, FlagKind, FlagSpec, Flags, GLOG_FLAGS, ServerFlags};
-use fleetgate_config::settings::Settings;
+use anyhow::{Result, anyhow};
+use clap::FromArgMatches;
+use fleetgate_config::flags::{LogFlags, ServerFlags};
+use fleetgate_config::settings::{self, Settings};
 use tokio_util::sync::CancellationToken;
 
+use crate::args::{Cli, Command, LogFormat, Logging, QuickstartArgs, Running, ServerArgs};
 use crate::quickstart::{self, Options};
 use crate::run::{RunSettings, run};
 
-/// Flags every command accepts besides glog's.
-const COMMON: &[FlagSpec] = &[
-    flag(
-        "ready_file",
-        FlagKind::String,
-        "write the bound addresses to this file once listening",
-    ),
-    flag("log_format", FlagKind::String, "text (default) or json"),
-    flag(
-        "watch_plugins",
-        FlagKind::Bool,
-        "reload plugins when the services config or a component file changes (polled every 100 ms)",
-    ),
-];
+/// The name under which the compat package installs the binary: everything means `server`.
+const FLEETSPEAK_SERVER: &str = "fleetspeak-server";
 
-/// The router for `quickstart`, and for `fleetgate server` with text-format files (TOML has a
-/// `[router]` table).
-const ROUTER: &[FlagSpec] = &[
-    flag(
-        "router",
-        FlagKind::String,
-        "a router component (world `router`) that sees every client message before its service",
-    ),
-    flag(
-        "router_config",
-        FlagKind::String,
-        "the config handed to the router's init",
-    ),
-];
-
-/// Retention ages for `fleetgate server` (Go durations, e.g. 720h; 0 keeps forever). They
-/// override the TOML `[retention]` table and are the only way to set ages with text-format files.
-const RETENTION: &[FlagSpec] = &[
-    flag(
-        "retention_contacts",
-        FlagKind::String,
-        "delete client contacts older than this (0: keep forever)",
-    ),
-    flag(
-        "retention_messages",
-        FlagKind::String,
-        "delete finished messages created longer ago than this (0: keep forever)",
-    ),
-    flag(
-        "retention_resource_usage",
-        FlagKind::String,
-        "delete resource usage records older than this (0: keep forever)",
-    ),
-];
-
-const QUICKSTART: &[FlagSpec] = &[
-    flag(
-        "state_dir",
-        FlagKind::String,
-        "where certificates, the database and the client config live (.fleetgate)",
-    ),
-    flag(
-        "listen",
-        FlagKind::String,
-        "client frontend address (127.0.0.1:4443)",
-    ),
-    flag(
-        "admin_listen",
-        FlagKind::String,
-        "admin API address (127.0.0.1:4444)",
-    ),
-    flag(
-        "hostname",
-        FlagKind::String,
-        "name clients use to reach the server (localhost)",
-    ),
-    flag(
-        "polling",
-        FlagKind::Bool,
-        "write a client config that polls instead of streaming",
-    ),
-    flag(
-        "database",
-        FlagKind::String,
-        "database URL instead of SQLite in the state directory",
-    ),
-    flag(
-        "stats_listen",
-        FlagKind::String,
-        "serve Prometheus /metrics on this address (off)",
-    ),
-    flag(
-        "health_listen",
-        FlagKind::String,
-        "serve /healthz and /readyz on this address (off)",
-    ),
-    flag(
-        "services_config",
-        FlagKind::String,
-        "more services (text fleetspeak.server.ServerConfig) besides Echo and MessageSaver",
-    ),
-];
-
-const fn flag(name: &'static str, kind: FlagKind, usage: &'static str) -> FlagSpec {
-    FlagSpec {
-        name,
-        kind,
-        default: "",
-        usage,
+/// Parses the process arguments (program name first). Help and `--version` come back as the
+/// `clap::Error` that prints them (exit 0); usage errors print with a suggestion (exit 2).
+pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Command, clap::Error> {
+    let mut argv = argv.into_iter();
+    let program = argv.next().unwrap_or_else(|| "fleetgate".into());
+    let mut args: Vec<OsString> = argv.collect();
+    let as_fleetspeak_server = Path::new(&program)
+        .file_name()
+        .is_some_and(|n| n == FLEETSPEAK_SERVER);
+    // The drop-in form `fleetgate --components_config ... --services_config ...`.
+    let bare_flags = args.first().and_then(|a| a.to_str()).is_some_and(|a| {
+        a.starts_with('-')
+            && !matches!(
+                a,
+                "-h" | "-help" | "--help" | "-V" | "-version" | "--version"
+            )
+    });
+    if as_fleetspeak_server || bare_flags {
+        args.insert(0, "server".into());
     }
-}
-
-pub fn usage() -> String {
-    let quick: Vec<FlagSpec> = QUICKSTART
-        .iter()
-        .chain(COMMON)
-        .chain(GLOG_FLAGS)
-        .copied()
-        .collect();
-    let server: Vec<FlagSpec> = flags::SERVER_FLAGS
-        .iter()
-        .chain(COMMON)
-        .chain(RETENTION)
-        .chain(ROUTER)
-        .copied()
-        .collect();
-    format!(
-        "usage:\n  fleetgate quickstart [flags]\n{}\n  fleetgate server [flags]   (bare flags also mean `server`)\n{}\n  fleetgate config -config FILE   (as fleetspeak-config)\n{}\n{}\n{}",
-        flags::usage("fleetgate quickstart", &quick),
-        flags::usage("fleetgate server", &server),
-        flags::usage("fleetgate config", crate::configurator::FLAGS),
-        crate::admin_cli::USAGE,
-        crate::plugin_cli::USAGE
-    )
-}
-
-/// Logging switches shared by every command.
-#[derive(Debug, Clone, Default)]
-pub struct Logging {
-    pub verbosity: i32,
-    pub json: bool,
-}
-
-#[derive(Debug)]
-pub enum Command {
-    Quickstart(Box<Options>, Logging),
-    Server(Box<ServerFlags>, Logging),
-    Admin(Vec<String>),
-    Loadgen(Vec<String>),
-    Plugin(Vec<String>),
-    Config(crate::configurator::Options, Logging),
-    Help,
+    let mut cmd = crate::args::command();
+    cmd.build();
+    let args = crate::args::go_style(&cmd, args);
+    let matches =
+        cmd.try_get_matches_from(std::iter::once(OsString::from("fleetgate")).chain(args))?;
+    Ok(Cli::from_arg_matches(&matches)?.command)
 }
 
 impl Command {
+    /// Commands that print results log only warnings, so stdout and stderr stay readable.
     pub fn logging(&self) -> Logging {
         match self {
-            Command::Quickstart(_, l) | Command::Server(_, l) | Command::Config(_, l) => l.clone(),
-            // Admin commands print results; only warnings belong on stderr.
-            Command::Help | Command::Admin(_) | Command::Loadgen(_) | Command::Plugin(_) => {
-                Logging {
-                    verbosity: -1,
-                    json: false,
-                }
-            }
+            Command::Quickstart(q) => q.logging.clone(),
+            Command::Server(s) => s.logging.clone(),
+            Command::Config(c) => c.logging.clone(),
+            Command::Admin(_)
+            | Command::Loadgen(_)
+            | Command::Plugin(_)
+            | Command::Completions { .. }
+            | Command::Man { .. } => Logging {
+                v: -1,
+                ..Logging::default()
+            },
         }
     }
 }
 
-fn logging(f: &Flags) -> Logging {
-    Logging {
-        verbosity: f.log().v,
-        json: f.value("log_format") == Some("json"),
+fn quickstart_options(q: QuickstartArgs) -> Options {
+    let router = router(&q.running);
+    Options {
+        state_dir: q.state_dir,
+        listen: q.listen,
+        admin_listen: q.admin_listen,
+        hostname: q.hostname,
+        streaming: !q.polling,
+        ready_file: q.running.ready_file,
+        database: q.database,
+        stats_listen: q.stats_listen,
+        health_listen: q.health_listen,
+        services_config: q.services_config,
+        watch_plugins: q.running.watch_plugins,
+        router,
     }
 }
 
-pub fn parse(args: &[String]) -> Result<Command> {
-    let (cmd, rest) = match args.first().map(String::as_str) {
-        Some("quickstart") => ("quickstart", &args[1..]),
-        Some("server") => ("server", &args[1..]),
-        Some("help") => return Ok(Command::Help),
-        Some("admin") => return Ok(Command::Admin(args[1..].to_vec())),
-        Some("loadgen") => return Ok(Command::Loadgen(args[1..].to_vec())),
-        Some("plugin") => return Ok(Command::Plugin(args[1..].to_vec())),
-        Some("config") => return parse_config(&args[1..]),
-        // The drop-in form: `fleetgate --components_config ... --services_config ...`.
-        Some(a) if a.starts_with('-') => ("server", args),
-        Some(other) => bail!("unknown command {other:?}"),
-        None => bail!("a command is required"),
-    };
-    let outcome = if cmd == "quickstart" {
-        let spec: Vec<FlagSpec> = QUICKSTART
-            .iter()
-            .chain(COMMON)
-            .chain(ROUTER)
-            .chain(GLOG_FLAGS)
-            .copied()
-            .collect();
-        flags::parse_flags(rest, &spec).map(|f| quickstart_options(&f))
-    } else {
-        ServerFlags::parse_with(rest, &[COMMON, RETENTION, ROUTER].concat()).map(|sf| {
-            let l = logging(&sf.flags);
-            Command::Server(Box::new(sf), l)
-        })
-    };
-    match outcome {
-        Err(flags::FlagError::Help) => Ok(Command::Help),
-        Err(e) => Err(anyhow!(e)),
-        Ok(c) => Ok(c),
-    }
+fn router(r: &Running) -> Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig> {
+    r.router
+        .as_deref()
+        .map(|p| crate::routing::from_flags(p, r.router_config.as_deref()))
 }
 
-fn parse_config(args: &[String]) -> Result<Command> {
-    match flags::parse_flags(args, crate::configurator::FLAGS) {
-        Err(flags::FlagError::Help) => Ok(Command::Help),
-        Err(e) => Err(anyhow!(e)),
-        Ok(f) => Ok(Command::Config(
-            crate::configurator::Options::from_flags(&f)?,
-            logging(&f),
-        )),
+/// What `fleetgate_config` loads the server's settings from.
+fn server_flags(s: &ServerArgs) -> ServerFlags {
+    ServerFlags {
+        components_config: s
+            .components_config
+            .clone()
+            .unwrap_or_else(|| settings::DEFAULT_COMPONENTS_CONFIG.into()),
+        services_config: s
+            .services_config
+            .clone()
+            .unwrap_or_else(|| settings::DEFAULT_SERVICES_CONFIG.into()),
+        text_paths_given: s.components_config.is_some() || s.services_config.is_some(),
+        config: s.config.clone(),
+        database: s.database.clone(),
+        state_dir: s.state_dir.clone(),
+        log: LogFlags {
+            logtostderr: s.logging.logtostderr,
+            alsologtostderr: s.logging.alsologtostderr,
+            v: s.logging.v,
+            vmodule: s.logging.vmodule.clone(),
+        },
+        args: Vec::new(),
+        flags: Default::default(),
     }
-}
-
-fn quickstart_options(f: &Flags) -> Command {
-    let mut o = Options::default();
-    if let Some(v) = f.value("state_dir") {
-        o.state_dir = v.into();
-    }
-    if let Some(v) = f.value("listen") {
-        o.listen = v.into();
-    }
-    if let Some(v) = f.value("admin_listen") {
-        o.admin_listen = v.into();
-    }
-    if let Some(v) = f.value("hostname") {
-        o.hostname = v.into();
-    }
-    o.streaming = !f.bool("polling");
-    o.ready_file = f.value("ready_file").map(PathBuf::from);
-    o.watch_plugins = f.bool("watch_plugins");
-    o.database = f.value("database").map(str::to_owned);
-    o.stats_listen = f.value("stats_listen").map(str::to_owned);
-    o.health_listen = f.value("health_listen").map(str::to_owned);
-    o.services_config = f.value("services_config").map(PathBuf::from);
-    o.router = f
-        .value("router")
-        .map(|p| crate::routing::from_flags(p, f.value("router_config")));
-    Command::Quickstart(Box::new(o), logging(f))
 }
 
 pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()> {
     match command {
-        Command::Help => {
-            println!("{}", usage());
-            Ok(())
-        }
-        Command::Quickstart(o, _) => quickstart::quickstart(*o, shutdown).await,
-        Command::Config(o, _) => crate::configurator::run(&o),
+        Command::Quickstart(q) => quickstart::quickstart(quickstart_options(q), shutdown).await,
+        Command::Config(c) => crate::configurator::run(&crate::configurator::Options {
+            input: c.config.filter(|p| p != Path::new("-")),
+        }),
         Command::Loadgen(args) => {
             println!("{}", crate::loadgen_cli::run(&args).await?);
             Ok(())
         }
-        Command::Plugin(args) => {
-            println!("{}", crate::plugin_cli::run(&args)?);
+        Command::Plugin(p) => {
+            println!("{}", crate::plugin_cli::run(p.command)?);
             Ok(())
         }
-        Command::Admin(args) => {
-            let out = crate::admin_cli::run(&args).await?;
+        Command::Admin(a) => {
+            let out = crate::admin_cli::run(a).await?;
             if !out.is_empty() {
                 println!("{out}");
             }
             Ok(())
         }
-        Command::Server(sf, _) => {
-            let s = Settings::load(&sf).map_err(|e| anyhow!("Failed to load components: {e}"))?;
+        Command::Completions { shell } => {
+            let shell = match shell {
+                crate::args::Shell::Bash => clap_complete::Shell::Bash,
+                crate::args::Shell::Zsh => clap_complete::Shell::Zsh,
+                crate::args::Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(
+                shell,
+                &mut crate::args::command(),
+                "fleetgate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man { out } => man(out.as_deref()),
+        Command::Server(s) => {
+            let sf = server_flags(&s);
+            let loaded =
+                Settings::load(&sf).map_err(|e| anyhow!("Failed to load components: {e}"))?;
             let settings = RunSettings {
-                components: s.components,
-                services: s.services,
-                database_url: s.database.url(),
-                database_session: s.database.session_variables().to_vec(),
-                ready_file: sf.flags.value("ready_file").map(PathBuf::from),
-                retention: retention(&sf.flags, s.retention)?,
-                state_dir: s.state_dir.clone(),
+                components: loaded.components,
+                services: loaded.services,
+                database_url: loaded.database.url(),
+                database_session: loaded.database.session_variables().to_vec(),
+                ready_file: s.running.ready_file.clone(),
+                retention: retention(&s, loaded.retention)?,
+                state_dir: loaded.state_dir.clone(),
                 plugins: crate::reload::Options {
                     source: services_source(&sf),
-                    watch: sf.flags.bool("watch_plugins"),
+                    watch: s.running.watch_plugins,
                 },
-                router: match sf.flags.value("router") {
-                    Some(p) => Some(crate::routing::from_flags(
-                        p,
-                        sf.flags.value("router_config"),
-                    )),
-                    None => s.router,
-                },
+                router: router(&s.running).or(loaded.router),
             };
             run(settings, shutdown).await
         }
     }
 }
 
+/// `fleetgate man`: the main page on stdout, or every page into `dir`.
+fn man(dir: Option<&Path>) -> Result<()> {
+    let cmd = crate::args::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow!("creating {}: {e}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .map_err(|e| anyhow!("writing man pages to {}: {e}", dir.display()))
+        }
+        None => clap_mangen::Man::new(cmd)
+            .render(&mut std::io::stdout())
+            .map_err(|e| anyhow!("writing the man page: {e}")),
+    }
+}
+
 /// `fleetgate server` reloads its services by loading its configuration again, as at start.
 fn services_source(sf: &ServerFlags) -> crate::reload::Source {
-    let file = sf
+    let file: PathBuf = sf
         .config
         .clone()
         .unwrap_or_else(|| sf.services_config.clone());
@@ -321,25 +203,29 @@ fn services_source(sf: &ServerFlags) -> crate::reload::Source {
 
 /// The file's retention ages, overridden by the `--retention_*` flags given.
 fn retention(
-    f: &Flags,
+    s: &ServerArgs,
     file: fleetgate_config::toml::Retention,
 ) -> Result<fleetgate_engine::retention::RetentionConfig> {
-    let age = |name: &str, from_file| match f.value(name) {
+    let age = |name: &str, flag: &Option<String>, from_file| match flag {
         None => Ok(from_file),
         Some(v) => fleetgate_config::duration::parse_go_duration(v)
             .map_err(|e| anyhow!("invalid value {v:?} for flag -{name}: {e}")),
     };
     Ok(fleetgate_engine::retention::RetentionConfig::from_ages(
-        age("retention_contacts", file.contacts)?,
-        age("retention_messages", file.messages)?,
-        age("retention_resource_usage", file.resource_usage)?,
+        age("retention_contacts", &s.retention_contacts, file.contacts)?,
+        age("retention_messages", &s.retention_messages, file.messages)?,
+        age(
+            "retention_resource_usage",
+            &s.retention_resource_usage,
+            file.resource_usage,
+        )?,
     ))
 }
 
 /// `-v=N` maps onto tracing levels (0 info, 1 debug, 2+ trace); `RUST_LOG` overrides.
 pub fn init_tracing(l: &Logging) {
     use tracing_subscriber::EnvFilter;
-    let level = match l.verbosity {
+    let level = match l.v {
         ..0 => "warn",
         0 => "info",
         1 => "debug",
@@ -355,7 +241,7 @@ pub fn init_tracing(l: &Logging) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if l.json {
+    if l.log_format == LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();

@@ -23,33 +23,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use fleetgate_config::flags::{FlagKind, FlagSpec, Flags};
 use fleetgate_pb::fleetspeak::client::generic::{self, config::PersistenceHandler};
 use fleetgate_pb::fleetspeak::{components, config};
-
-/// Flags of `fleetgate config` (besides glog's).
-pub const FLAGS: &[FlagSpec] = &[FlagSpec {
-    name: "config",
-    kind: FlagKind::String,
-    default: "",
-    usage: "configurator input, text-format fleetspeak.config.Config (`-` or absent: stdin)",
-}];
 
 /// Where the input comes from.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `None` reads stdin.
     pub input: Option<PathBuf>,
-}
-
-impl Options {
-    pub fn from_flags(f: &Flags) -> Result<Self> {
-        if let Some(extra) = f.args.first() {
-            bail!("unexpected argument {extra:?}; the input file goes after -config");
-        }
-        let input = f.value("config").filter(|v| *v != "-").map(PathBuf::from);
-        Ok(Self { input })
-    }
 }
 
 /// The input, checked: every path the run needs is present.

@@ -5,6 +5,8 @@
 //!   `fleetspeak-server`; Go-style flags, glog switches accepted. Bare flags mean `server`.
 //! * `fleetgate config -config FILE` — the equivalent of `fleetspeak-config` (see `configurator`).
 //! * `fleetgate plugin check FILE | new NAME` — tools for plugin authors (see `plugin_cli`).
+//! * `fleetgate admin`, `loadgen`, `completions`, `man`; `fleetgate --help` lists them all
+//!   (definitions in `args`).
 //!
 //! This crate only wires: it turns configuration into each crate's settings, spawns tasks, and
 //! stops them on SIGINT/SIGTERM. SIGHUP reloads the plugins (see `reload`).
@@ -13,6 +15,7 @@
 mod admin_cli;
 mod admin_format;
 mod admin_history;
+mod args;
 mod certs;
 mod cli;
 mod clientconf;
@@ -32,12 +35,13 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match cli::parse(&args) {
+    let command = match cli::parse(std::env::args_os()) {
         Ok(c) => c,
+        // Help and --version print to stdout and exit 0; usage errors (with a suggestion for
+        // a misspelt command or flag) to stderr with exit 2.
         Err(e) => {
-            eprintln!("fleetgate: {e}\n\n{}", cli::usage());
-            return ExitCode::from(2);
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
     cli::init_tracing(&command.logging());

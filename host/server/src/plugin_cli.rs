@@ -11,28 +11,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use fleetgate_runtime::CheckReport;
 
-pub const USAGE: &str = "\
-usage: fleetgate plugin <command> [args]
-  check FILE                          validate a component; print its world, imports, exports,
-                                      the capabilities it needs granted, and its digest
-  new NAME [--dir DIR] [--sdk PATH]   write a new plugin crate in DIR/NAME (DIR: .); PATH is
-                                      the SDK crate (plugins/sdk of a Fleetgate checkout; default:
-                                      the one this binary was built from, if it still exists)";
+use crate::args::{NewPlugin, PluginCommand};
 
 /// The SDK this binary was built next to. It is not on crates.io, so a new plugin depends on
 /// it by path.
 const BUILT_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../plugins/sdk");
 
 /// Runs one plugin command; the returned text is printed by the caller.
-pub fn run(args: &[String]) -> Result<String> {
-    let Some((cmd, rest)) = args.split_first() else {
-        bail!("a plugin command is required\n{USAGE}")
-    };
-    let (flags, positional) = split_flags(rest, &["dir", "sdk"])?;
-    match (cmd.as_str(), positional.as_slice()) {
-        ("check", [file]) if flags.is_empty() => {
+pub fn run(command: PluginCommand) -> Result<String> {
+    match command {
+        PluginCommand::Check { file } => {
             // wasmtime's own message for this dumps both headers as byte arrays.
-            let head = std::fs::read(file).map(|b| b.get(..4).map(<[u8]>::to_vec));
+            let head = std::fs::read(&file).map(|b| b.get(..4).map(<[u8]>::to_vec));
             if let Ok(head) = head
                 && head.as_deref() != Some(&b"\0asm"[..])
             {
@@ -40,56 +30,21 @@ pub fn run(args: &[String]) -> Result<String> {
                     "{file} is not a valid Fleetgate plugin: not a WebAssembly file (no \\0asm header)"
                 );
             }
-            let report = fleetgate_runtime::check(file)
+            let report = fleetgate_runtime::check(&file)
                 .map_err(|e| anyhow!("{file} is not a valid Fleetgate plugin: {e}"))?;
-            Ok(format_report(file, &report))
+            Ok(format_report(&file, &report))
         }
-        ("new", [name]) => {
-            let flag = |n: &str| flags.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-            let dir = flag("dir").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            let sdk = match flag("sdk") {
-                Some(p) => PathBuf::from(p),
-                None => PathBuf::from(BUILT_SDK),
-            };
-            let crate_dir = new_plugin(name, &dir, &sdk)?;
+        PluginCommand::New(NewPlugin { name, dir, sdk }) => {
+            let sdk = sdk.unwrap_or_else(|| PathBuf::from(BUILT_SDK));
+            let crate_dir = new_plugin(&name, &dir, &sdk)?;
             Ok(format!(
                 "created {dir}\nbuild it with:\n  cd {dir} && cargo build --release --target wasm32-wasip2\n\
                  then check it with:\n  fleetgate plugin check {dir}/target/wasm32-wasip2/release/{lib}.wasm",
                 dir = crate_dir.display(),
-                lib = lib_name(name),
+                lib = lib_name(&name),
             ))
         }
-        _ => bail!("bad plugin command\n{USAGE}"),
     }
-}
-
-/// Splits `--name value` / `--name=value` (one or two dashes) from positional arguments.
-/// `(name, value)` flags, then positional arguments.
-type SplitArgs = (Vec<(String, String)>, Vec<String>);
-
-fn split_flags(args: &[String], known: &[&str]) -> Result<SplitArgs> {
-    let (mut flags, mut positional) = (Vec::new(), Vec::new());
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let Some(f) = a.strip_prefix("--").or_else(|| a.strip_prefix('-')) else {
-            positional.push(a.clone());
-            continue;
-        };
-        let (name, value) = match f.split_once('=') {
-            Some((n, v)) => (n.to_owned(), v.to_owned()),
-            None => {
-                let v = it
-                    .next()
-                    .ok_or_else(|| anyhow!("flag -{f} needs a value"))?;
-                (f.to_owned(), v.clone())
-            }
-        };
-        if !known.contains(&name.as_str()) {
-            bail!("unknown flag -{name}\n{USAGE}");
-        }
-        flags.push((name, value));
-    }
-    Ok((flags, positional))
 }
 
 fn format_report(file: &str, r: &CheckReport) -> String {

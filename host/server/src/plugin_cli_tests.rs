@@ -33,6 +33,19 @@ fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// `fleetgate plugin ARGS`, parsed as the binary parses it.
+fn run(a: &[String]) -> anyhow::Result<String> {
+    let argv = ["fleetgate", "plugin"]
+        .into_iter()
+        .map(String::from)
+        .chain(a.iter().cloned())
+        .map(std::ffi::OsString::from);
+    match crate::cli::parse(argv).map_err(|e| anyhow!("{e}"))? {
+        crate::args::Command::Plugin(p) => super::run(p.command),
+        other => panic!("parsed as {other:?}"),
+    }
+}
+
 #[test]
 fn check_describes_a_bundled_component() {
     let dir = Scratch::new("check");

@@ -15,6 +15,11 @@ use crate::certs::{self, CertFiles};
 use crate::clientconf::{self, ClientLayout, ClientSettings};
 use crate::run::{RunSettings, run};
 
+/// Where `fleetgate quickstart` keeps its state unless `--state_dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = ".fleetgate";
+/// The file in the state directory naming the admin address, for `fleetgate admin`.
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub state_dir: PathBuf,
@@ -41,7 +46,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            state_dir: PathBuf::from(".fleetgate"),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             listen: "127.0.0.1:4443".into(),
             admin_listen: "127.0.0.1:4444".into(),
             hostname: "localhost".into(),
@@ -77,6 +82,7 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
     // The client config needs the real port, so bind first when asked for port 0.
     let listen = resolve_port(&opts.listen)?;
     let admin_listen = resolve_port(&opts.admin_listen)?;
+    write_admin_addr(&dir, &admin_listen)?;
     let components = Config {
         https_config: Some(HttpsConfig {
             listen_address: listen.clone(),
@@ -218,6 +224,19 @@ fn services_source(dir: &Path, file: Option<PathBuf>) -> crate::reload::Source {
         }
         Ok(services)
     })
+}
+
+/// Tells `fleetgate admin` run from the same directory (or with `--state_dir`) where the admin
+/// API is. A wildcard listen address is reached on the loopback address of its family.
+fn write_admin_addr(dir: &Path, listen: &str) -> Result<()> {
+    let addr = match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen.to_owned(),
+    };
+    let file = dir.join(ADMIN_ADDR_FILE);
+    std::fs::write(&file, format!("{addr}\n"))
+        .with_context(|| format!("writing {}", file.display()))
 }
 
 /// Replaces port 0 with a free port, so the client config can name it.
