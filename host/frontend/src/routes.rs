@@ -36,7 +36,7 @@ pub fn route<H: ContactHandler>(
     } else if path == "/streaming-message" && !shared.config.disable_streaming {
         respond_with(async move { stream::open(req, &shared, &peer).await })
     } else if path.starts_with("/files/") {
-        respond_with(async move { files::serve(shared.handler.as_ref(), &req).await })
+        respond_with(async move { files::serve(&shared, &peer, &req).await })
     } else {
         respond_with(future::ready(Err(Rejection::NotFound)))
     }

@@ -279,7 +279,8 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
             Ok(())
         }
         Command::Server(sf, _) => {
-            let s = Settings::load(&sf).map_err(|e| anyhow!("Failed to load components: {e}"))?;
+            // The error names its file (and line or field) itself.
+            let s = Settings::load(&sf)?;
             let settings = RunSettings {
                 components: s.components,
                 services: s.services,
@@ -299,6 +300,7 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                     )),
                     None => s.router,
                 },
+                origin: s.origin,
             };
             run(settings, shutdown).await
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use fleetgate_config::{Field, Origin};
 use fleetgate_engine::{Engine, EngineConfig};
 use fleetgate_pb::fleetspeak::components;
 use fleetgate_pb::fleetspeak::server::ServerConfig;
@@ -34,6 +35,8 @@ pub struct RunSettings {
     pub plugins: crate::reload::Options,
     /// The router component in front of the services, if configured.
     pub router: Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig>,
+    /// Where `components` and `services` came from, to name the file and field in errors.
+    pub origin: Origin,
 }
 
 /// Addresses actually bound.
@@ -55,10 +58,22 @@ const DRAIN: Duration = Duration::from_secs(35);
 /// notification gives up after 5 s).
 const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
-/// Runs the server until `shutdown` fires, then stops it gracefully.
+/// Runs the server until `shutdown` fires, then stops it gracefully. A server is either serving
+/// or failing: everything a listener needs is checked, and every listener bound, before it says
+/// it started and `/readyz` answers 200; a task that ends before `shutdown` (a listener that
+/// died) turns `/readyz` to 503, stops the server as SIGTERM does, and makes this return the
+/// task's error.
 pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<()> {
+    let origin = &settings.origin;
+    // Before any socket or the database: a certificate that cannot work fails here.
+    let frontend = settings
+        .components
+        .https_config
+        .as_ref()
+        .map(|https| frontend_config(&settings.components, https, origin))
+        .transpose()?;
     // Health and metrics first, as the original, so probes see the whole start-up.
-    let telemetry = crate::observe::Telemetry::start(&settings.components).await?;
+    let mut telemetry = crate::observe::Telemetry::start(&settings.components, origin).await?;
     // The default SQLite database and the plugin cache live here; create it on first start.
     std::fs::create_dir_all(&settings.state_dir).with_context(|| {
         format!(
@@ -86,7 +101,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     // Bound before the engine exists: its address is what this server's streams record.
     let notifications = fleetgate_notify::Plan::from_config(c)
         .await
-        .context("Unable to initialize Fleetspeak server")?;
+        .with_context(|| origin.place(Field::NotificationListen))?;
     let engine = Engine::new(
         EngineConfig {
             required_label,
@@ -108,6 +123,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         settings.plugins.source.clone(),
         &settings.state_dir,
         clock.clone(),
+        &origin.services(),
     )
     .await?;
     plugins.set_router(crate::routing::install(
@@ -133,10 +149,9 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
             Ok(())
         });
     }
-    if let Some(https) = &c.https_config {
-        let listener = bind(&https.listen_address).await?;
+    if let (Some(https), Some(config)) = (&c.https_config, frontend) {
+        let listener = bind(&https.listen_address, origin, Field::HttpsListen).await?;
         bound.https = listener.local_addr().ok();
-        let config = frontend_config(c, https)?;
         let (engine, token) = (telemetry.handler(&engine), shutdown.clone());
         tasks.spawn(async move {
             fleetgate_frontend::serve(listener, config, engine, token)
@@ -145,7 +160,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         });
     }
     if let Some(admin) = &c.admin_config {
-        let listener = bind(&admin.listen_address).await?;
+        let listener = bind(&admin.listen_address, origin, Field::AdminListen).await?;
         bound.admin = listener.local_addr().ok();
         let (engine, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -173,8 +188,12 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     telemetry.readiness.set_listeners_bound();
     announce(&bound, settings.ready_file.as_ref())?;
 
-    shutdown.cancelled().await;
+    let died = supervise(&mut tasks, &mut telemetry, &shutdown).await;
     telemetry.readiness.set_stopping();
+    if let Some(why) = &died {
+        tracing::error!("{why}; stopping the server");
+        shutdown.cancel();
+    }
     tracing::info!("stopping: no new contacts, draining streams and in-flight messages");
     engine.begin_shutdown();
     let drained = tokio::time::timeout(DRAIN, async {
@@ -202,30 +221,72 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     store.close().await.ok();
     telemetry.stop().await;
     tracing::info!("stopped");
-    Ok(())
+    match died {
+        None => Ok(()),
+        Some(why) => Err(anyhow!("{why}; the server stopped")),
+    }
 }
 
+/// Waits for `shutdown`, or for a task to end before it: every task of `tasks` and every
+/// telemetry listener runs until shutdown, so one that ends early has died (an error, a panic,
+/// or a listener that stopped). Returns what died, and why.
+pub(crate) async fn supervise(
+    tasks: &mut JoinSet<Result<()>>,
+    telemetry: &mut crate::observe::Telemetry,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    tokio::select! {
+        () = shutdown.cancelled() => None,
+        Some(ended) = tasks.join_next() => Some(match ended {
+            Ok(Ok(())) => "a server task ended unexpectedly".to_owned(),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(e) if e.is_panic() => format!("a server task panicked: {e}"),
+            Err(e) => format!("a server task was cancelled: {e}"),
+        }),
+        why = telemetry.died() => Some(why),
+    }
+}
+
+/// The client frontend's settings, its certificate and key checked: an error names the field.
 fn frontend_config(
     c: &components::Config,
     https: &components::HttpsConfig,
+    origin: &Origin,
 ) -> Result<fleetgate_frontend::FrontendConfig> {
     let mode = https
         .frontend_config
         .as_ref()
         .and_then(|f| f.frontend_mode.as_ref());
     let (cert_source, cleartext) = fleetgate_frontend::certsource::from_mode(mode);
-    Ok(fleetgate_frontend::FrontendConfig {
+    let config = fleetgate_frontend::FrontendConfig {
         cert_source,
         cleartext,
         cert_chain_pem: https.certificates.clone(),
         key_pem: https.key.clone(),
         disable_streaming: https.disable_streaming,
         proxy_protocol: c.proxy_protocol,
+        file_server_authorization: https.enable_file_server_authorization,
+        required_label: (!c.required_label.is_empty()).then(|| c.required_label.clone()),
         ..Default::default()
-    })
+    };
+    use fleetgate_frontend::FrontendError as E;
+    config.validate().map_err(|e| {
+        let place = match &e {
+            E::Certificates(_) => origin.place(Field::Certificates),
+            E::Key(_) => origin.place(Field::Key),
+            E::Tls(_) | E::Io(_) => format!(
+                "{} and {}",
+                origin.place(Field::Certificates),
+                origin.name(Field::Key)
+            ),
+        };
+        anyhow!("{place}: {e}")
+    })?;
+    Ok(config)
 }
 
-pub(crate) async fn bind(addr: &str) -> Result<TcpListener> {
+/// Binds the listener of `field`; an error names the file and field.
+pub(crate) async fn bind(addr: &str, origin: &Origin, field: Field) -> Result<TcpListener> {
     // Go accepts ":port" for all interfaces.
     let addr = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
@@ -234,7 +295,7 @@ pub(crate) async fn bind(addr: &str) -> Result<TcpListener> {
     };
     TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("failed to listen on [{addr}]"))
+        .with_context(|| format!("{}: failed to listen on [{addr}]", origin.place(field)))
 }
 
 fn announce(bound: &Bound, ready_file: Option<&PathBuf>) -> Result<()> {
