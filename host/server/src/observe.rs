@@ -109,14 +109,18 @@ impl Telemetry {
         tasks: &mut JoinSet<Result<()>>,
         shutdown: &CancellationToken,
     ) {
+        // Both return at once when there is nothing to do (no metrics, no retention ages); they
+        // then wait for shutdown, since a task that ends early counts as dead.
         let (e, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
-            e.run_pending_gauge(PENDING_REFRESH, token).await;
+            e.run_pending_gauge(PENDING_REFRESH, token.clone()).await;
+            token.cancelled().await;
             Ok(())
         });
         let (e, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
-            e.run_retention(retention, token).await;
+            e.run_retention(retention, token.clone()).await;
+            token.cancelled().await;
             Ok(())
         });
     }

@@ -65,7 +65,9 @@ const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 /// task's error.
 pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<()> {
     let origin = &settings.origin;
-    // Before any socket or the database: a certificate that cannot work fails here.
+    // Before any socket or the database: an address or a certificate that cannot work fails
+    // here (`fleetgate server` checked the addresses at load; quickstart's come from flags).
+    fleetgate_config::settings::check_listen_addresses(&settings.components, origin)?;
     let frontend = settings
         .components
         .https_config
@@ -145,8 +147,8 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         let dispatch = fleetgate_notify::dispatch_to(engine.clone());
         let (stats, token) = (notifications.stats.clone(), shutdown.clone());
         tasks.spawn(async move {
-            listener.serve(dispatch, stats, token).await;
-            Ok(())
+            listener.serve(dispatch, stats, token.clone()).await;
+            stopped_early("notification listener", &token)
         });
     }
     if let (Some(https), Some(config)) = (&c.https_config, frontend) {
@@ -154,9 +156,10 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         bound.https = listener.local_addr().ok();
         let (engine, token) = (telemetry.handler(&engine), shutdown.clone());
         tasks.spawn(async move {
-            fleetgate_frontend::serve(listener, config, engine, token)
+            fleetgate_frontend::serve(listener, config, engine, token.clone())
                 .await
-                .map_err(|e| anyhow!("client frontend: {e}"))
+                .map_err(|e| anyhow!("client frontend: {e}"))?;
+            stopped_early("client frontend", &token)
         });
     }
     if let Some(admin) = &c.admin_config {
@@ -164,9 +167,10 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         bound.admin = listener.local_addr().ok();
         let (engine, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
-            fleetgate_admin::serve(listener, engine, Some(plugins), token)
+            fleetgate_admin::serve(listener, engine, Some(plugins), token.clone())
                 .await
-                .map_err(|e| anyhow!("admin API: {e}"))
+                .map_err(|e| anyhow!("admin API: {e}"))?;
+            stopped_early("admin API", &token)
         });
     }
     {
@@ -236,6 +240,8 @@ pub(crate) async fn supervise(
     shutdown: &CancellationToken,
 ) -> Option<String> {
     tokio::select! {
+        // After shutdown, tasks ending is the normal course.
+        biased;
         () = shutdown.cancelled() => None,
         Some(ended) = tasks.join_next() => Some(match ended {
             Ok(Ok(())) => "a server task ended unexpectedly".to_owned(),
@@ -244,6 +250,15 @@ pub(crate) async fn supervise(
             Err(e) => format!("a server task was cancelled: {e}"),
         }),
         why = telemetry.died() => Some(why),
+    }
+}
+
+/// A listener's end without an error: normal after shutdown, a death before.
+fn stopped_early(what: &str, shutdown: &CancellationToken) -> Result<()> {
+    if shutdown.is_cancelled() {
+        Ok(())
+    } else {
+        Err(anyhow!("{what} stopped accepting connections"))
     }
 }
 
@@ -331,5 +346,45 @@ fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every task runs until shutdown: one that fails, panics or just returns before it is a
+    /// death, reported with its error; after shutdown nothing is.
+    #[tokio::test]
+    async fn a_task_that_ends_before_shutdown_is_a_death() {
+        let origin = Origin::Quickstart { services: None };
+        let mut telemetry = crate::observe::Telemetry::start(&Default::default(), &origin)
+            .await
+            .expect("no listeners to bind");
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            token.cancelled().await;
+            Ok(())
+        });
+        tasks.spawn(async { Err(anyhow!("admin API: boom")) });
+        let why = supervise(&mut tasks, &mut telemetry, &shutdown).await;
+        assert_eq!(why.as_deref(), Some("admin API: boom"));
+        tasks.spawn(async { panic!("a bug in a listener") });
+        let why = supervise(&mut tasks, &mut telemetry, &shutdown).await;
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("panicked")),
+            "{why:?}"
+        );
+        let token = shutdown.clone();
+        tasks.spawn(async move { stopped_early("client frontend", &token) });
+        let why = supervise(&mut tasks, &mut telemetry, &shutdown).await;
+        assert_eq!(
+            why.as_deref(),
+            Some("client frontend stopped accepting connections")
+        );
+        shutdown.cancel();
+        assert_eq!(supervise(&mut tasks, &mut telemetry, &shutdown).await, None);
     }
 }
