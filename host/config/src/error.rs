@@ -28,9 +28,24 @@ pub enum ConfigError {
     #[error(transparent)]
     Toml(Box<TomlError>),
     /// The configuration parsed but breaks a rule of the original server
-    /// (the text is the original's, e.g. `admin_config.listen_address can't be empty`).
-    #[error(transparent)]
-    Validation(#[from] ValidationError),
+    /// (the text is the original's, e.g. `admin_config.listen_address can't be empty`),
+    /// prefixed with the file it is in.
+    #[error("{}: {source}", file.display())]
+    Validation {
+        /// The file holding the offending setting.
+        file: PathBuf,
+        /// The rule broken.
+        source: ValidationError,
+    },
+    /// A setting's value is unusable; `place` is `FILE: FIELD`, as [`crate::Origin::place`]
+    /// names it (e.g. `server.components.config: https_config.listen_address`).
+    #[error("{place}: {message}")]
+    Invalid {
+        /// The file and the field.
+        place: String,
+        /// What is wrong with the value.
+        message: String,
+    },
     /// The MySQL data source name (`mysql_data_source_name`) is malformed.
     #[error("{origin}: {source}")]
     Dsn {
@@ -220,10 +235,21 @@ pub enum ValidationError {
     /// `admin_config {}` with an empty address.
     #[error("admin_config.listen_address can't be empty")]
     AdminAddressEmpty,
-    /// Service name `""`, `system` or `client`.
-    #[error("illegal service name [{0}]")]
-    IllegalServiceName(String),
-    /// Two services with one name (the original silently replaced the first).
-    #[error("duplicate service name [{0}]")]
-    DuplicateServiceName(String),
+    /// Service name `""`, `system` or `client`; `index` is its place in `services`.
+    #[error("services[{index}]: illegal service name [{name}]")]
+    IllegalServiceName {
+        /// 0-based position in the file's `services`.
+        index: usize,
+        /// The name as written.
+        name: String,
+    },
+    /// Two services with one name (the original silently replaced the first); `index` is the
+    /// second one's place in `services`.
+    #[error("services[{index}]: duplicate service name [{name}]")]
+    DuplicateServiceName {
+        /// 0-based position of the repeated entry in `services`.
+        index: usize,
+        /// The name both entries have.
+        name: String,
+    },
 }

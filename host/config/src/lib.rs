@@ -22,7 +22,7 @@
 //!     std::process::exit(2)
 //! });
 //! let settings = Settings::load(&flags).unwrap_or_else(|e| {
-//!     eprintln!("Failed to load components: {e}");
+//!     eprintln!("{e}");
 //!     std::process::exit(1)
 //! });
 //! # let _ = settings;
@@ -43,4 +43,4 @@ pub mod validate;
 
 pub use error::{ConfigError, TextErrorKind, TextFormatError, TomlError, ValidationError};
 pub use flags::{FlagError, Flags, LogFlags, ServerFlags, parse_flags};
-pub use settings::{DatabaseSetting, Origin, Overrides, Settings};
+pub use settings::{DatabaseSetting, Field, Origin, Overrides, Settings};

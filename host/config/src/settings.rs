@@ -63,6 +63,157 @@ pub enum Origin {
     },
     /// A Fleetgate TOML file.
     Toml(PathBuf),
+    /// `fleetgate quickstart`: listeners from its flags, bundled services plus
+    /// `--services_config`.
+    Quickstart {
+        /// `--services_config`, if given.
+        services: Option<PathBuf>,
+    },
+}
+
+/// A components setting the server acts on after loading, for naming it in errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// `https_config.listen_address`.
+    HttpsListen,
+    /// `https_config.certificates`.
+    Certificates,
+    /// `https_config.key`.
+    Key,
+    /// `admin_config.listen_address`.
+    AdminListen,
+    /// `notification_listen_address`.
+    NotificationListen,
+    /// `stats_config.address`.
+    StatsAddress,
+    /// `health_check_config.listen_address`.
+    HealthListen,
+}
+
+impl Field {
+    /// Every listener address, in the order the server binds them.
+    pub const LISTENERS: [Field; 5] = [
+        Field::HealthListen,
+        Field::StatsAddress,
+        Field::NotificationListen,
+        Field::HttpsListen,
+        Field::AdminListen,
+    ];
+
+    /// The field path in the text-format components config.
+    pub fn text_path(self) -> &'static str {
+        match self {
+            Field::HttpsListen => "https_config.listen_address",
+            Field::Certificates => "https_config.certificates",
+            Field::Key => "https_config.key",
+            Field::AdminListen => "admin_config.listen_address",
+            Field::NotificationListen => "notification_listen_address",
+            Field::StatsAddress => "stats_config.address",
+            Field::HealthListen => "health_check_config.listen_address",
+        }
+    }
+
+    /// The key in the TOML file.
+    pub fn toml_key(self) -> &'static str {
+        match self {
+            Field::HttpsListen => "https.listen_address",
+            Field::Certificates => "https.certificates",
+            Field::Key => "https.key",
+            Field::AdminListen => "admin.listen_address",
+            Field::NotificationListen => "notifications.listen_address",
+            Field::StatsAddress => "stats.address",
+            Field::HealthListen => "health.listen_address",
+        }
+    }
+
+    /// The `fleetgate quickstart` flag (or file) that sets it.
+    fn quickstart(self) -> &'static str {
+        match self {
+            Field::HttpsListen => "--listen",
+            Field::Certificates => "server.crt in the state directory",
+            Field::Key => "server.key in the state directory",
+            Field::AdminListen => "--admin_listen",
+            Field::NotificationListen => "notification_listen_address",
+            Field::StatsAddress => "--stats_listen",
+            Field::HealthListen => "--health_listen",
+        }
+    }
+
+    /// Its value in `c`, if the section holding it is configured (an empty stats address
+    /// means no stats listener).
+    pub fn value(self, c: &components::Config) -> Option<&str> {
+        let https = c.https_config.as_ref();
+        let v = match self {
+            Field::HttpsListen => https.map(|h| h.listen_address.as_str()),
+            Field::Certificates => https.map(|h| h.certificates.as_str()),
+            Field::Key => https.map(|h| h.key.as_str()),
+            Field::AdminListen => c.admin_config.as_ref().map(|a| a.listen_address.as_str()),
+            Field::NotificationListen => Some(c.notification_listen_address.as_str()),
+            Field::StatsAddress => c.stats_config.as_ref().map(|s| s.address.as_str()),
+            Field::HealthListen => c
+                .health_check_config
+                .as_ref()
+                .map(|h| h.listen_address.as_str()),
+        };
+        match self {
+            Field::NotificationListen | Field::StatsAddress => v.filter(|v| !v.is_empty()),
+            _ => v,
+        }
+    }
+}
+
+impl Origin {
+    /// `FILE: FIELD`: where an operator finds `field`, e.g.
+    /// `server.components.config: https_config.certificates`.
+    pub fn place(&self, field: Field) -> String {
+        format!("{}: {}", self.components().display(), self.name(field))
+    }
+
+    /// `field` as this source spells it (`https_config.key`, `https.key`, `--listen`).
+    pub fn name(&self, field: Field) -> &'static str {
+        match self {
+            Origin::TextFormat { .. } => field.text_path(),
+            Origin::Toml(_) => field.toml_key(),
+            Origin::Quickstart { .. } => field.quickstart(),
+        }
+    }
+
+    /// The file the services came from, to prefix their errors.
+    pub fn services(&self) -> String {
+        match self {
+            Origin::TextFormat { services, .. } => services.display().to_string(),
+            Origin::Toml(file) => file.display().to_string(),
+            Origin::Quickstart { services: None } => "quickstart (bundled services)".into(),
+            Origin::Quickstart {
+                services: Some(file),
+            } => format!(
+                "quickstart (bundled services Echo, MessageSaver, then {})",
+                file.display()
+            ),
+        }
+    }
+
+    /// The file the components (listeners) came from.
+    fn components(&self) -> PathBuf {
+        match self {
+            Origin::TextFormat { components, .. } => components.clone(),
+            Origin::Toml(file) => file.clone(),
+            Origin::Quickstart { .. } => PathBuf::from("quickstart"),
+        }
+    }
+}
+
+/// Checks every configured listener address (see [`validate::listen_address`]).
+pub fn check_listen_addresses(c: &components::Config, origin: &Origin) -> Result<(), ConfigError> {
+    for field in Field::LISTENERS {
+        if let Some(address) = field.value(c) {
+            validate::listen_address(address).map_err(|message| ConfigError::Invalid {
+                place: origin.place(field),
+                message,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The datastore to open.
@@ -292,8 +443,14 @@ impl Settings {
         overrides: &Overrides,
         origin: Origin,
     ) -> Result<Self, ConfigError> {
-        validate::components(&components)?;
-        validate::services(&mut services)?;
+        let in_file = |file: PathBuf| move |source| ConfigError::Validation { file, source };
+        validate::components(&components).map_err(in_file(origin.components()))?;
+        check_listen_addresses(&components, &origin)?;
+        let services_file = match &origin {
+            Origin::TextFormat { services, .. } => services.clone(),
+            other => other.components(),
+        };
+        validate::services(&mut services).map_err(in_file(services_file))?;
         let state_dir = overrides
             .state_dir
             .clone()
@@ -455,7 +612,48 @@ mod tests {
         .expect_err("invalid");
         assert_eq!(
             err.to_string(),
-            "admin_config.listen_address can't be empty"
+            "c.config: admin_config.listen_address can't be empty"
+        );
+        // Services are named by their file and place.
+        let err = text(
+            "",
+            "services { name: \"a\" } services { name: \"system\" }",
+            &NO_OVERRIDES,
+        )
+        .expect_err("reserved");
+        assert_eq!(
+            err.to_string(),
+            "s.config: services[1]: illegal service name [system]"
+        );
+    }
+
+    #[test]
+    fn listen_addresses_are_named_by_file_and_field() {
+        let c =
+            "https_config { listen_address: \"not-an-address\" certificates: \"c\" key: \"k\" }";
+        let err = text(c, "", &NO_OVERRIDES).expect_err("no port");
+        assert_eq!(
+            err.to_string(),
+            "c.config: https_config.listen_address: \"not-an-address\" is not HOST:PORT: missing port"
+        );
+        let err = text("stats_config { address: \"x:y\" }", "", &NO_OVERRIDES).expect_err("port");
+        assert!(
+            err.to_string()
+                .starts_with("c.config: stats_config.address: "),
+            "{err}"
+        );
+        // An empty stats address is "no stats listener", as in the original.
+        assert!(text("stats_config { address: \"\" }", "", &NO_OVERRIDES).is_ok());
+        let err = Settings::from_toml(
+            Path::new("f.toml"),
+            "[admin]\nlisten_address = \"localhost\"\n",
+            &NO_OVERRIDES,
+        )
+        .expect_err("no port");
+        assert!(
+            err.to_string()
+                .starts_with("f.toml: admin.listen_address: "),
+            "{err}"
         );
     }
 

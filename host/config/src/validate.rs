@@ -67,17 +67,52 @@ pub fn components(config: &components::Config) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Checks that `address` is `HOST:PORT` as Go's `net.Listen` takes it: HOST empty (every
+/// interface), a name, an IPv4 address or a bracketed IPv6 address; PORT a number (0 picks a
+/// free port). Binding can still fail (the port is taken, the name does not resolve); this
+/// catches what can never work, before anything starts.
+pub fn listen_address(address: &str) -> Result<(), String> {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("{address:?} is not HOST:PORT: missing port"));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "{address:?} is not HOST:PORT: port {port:?} is not a number from 0 to 65535"
+        ));
+    }
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    if host.contains(':') && !bracketed {
+        return Err(format!(
+            "{address:?} is not HOST:PORT: an IPv6 address must be in brackets, e.g. [::1]:4443"
+        ));
+    }
+    if bracketed
+        && host[1..host.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .is_err()
+    {
+        return Err(format!(
+            "{address:?} is not HOST:PORT: {host} is not an IPv6 address"
+        ));
+    }
+    if host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(format!("{address:?} is not HOST:PORT: bad host {host:?}"));
+    }
+    Ok(())
+}
+
 /// Validates a services config in file order and fills in its defaults:
 /// `max_parallelism` 0 → 100, `broadcast_poll_time` absent → 60 s, below
 /// 1 s → 1 s.
 pub fn services(config: &mut ServerConfig) -> Result<(), ValidationError> {
     let mut names = HashSet::new();
-    for service in &mut config.services {
-        if RESERVED_SERVICE_NAMES.contains(&service.name.as_str()) {
-            return Err(ValidationError::IllegalServiceName(service.name.clone()));
+    for (index, service) in config.services.iter_mut().enumerate() {
+        let name = service.name.clone();
+        if RESERVED_SERVICE_NAMES.contains(&name.as_str()) {
+            return Err(ValidationError::IllegalServiceName { index, name });
         }
-        if !names.insert(service.name.clone()) {
-            return Err(ValidationError::DuplicateServiceName(service.name.clone()));
+        if !names.insert(name.clone()) {
+            return Err(ValidationError::DuplicateServiceName { index, name });
         }
         if service.max_parallelism == 0 {
             service.max_parallelism = DEFAULT_MAX_PARALLELISM;
@@ -171,6 +206,32 @@ mod tests {
     }
 
     #[test]
+    fn listen_addresses() {
+        for ok in [
+            ":4443",
+            "0.0.0.0:0",
+            "localhost:80",
+            "[::1]:4443",
+            "[::]:1",
+            "a.b:65535",
+        ] {
+            assert_eq!(listen_address(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("not-an-address", "missing port"),
+            ("host:", "port \"\""),
+            ("host:http", "port \"http\""),
+            ("host:70000", "65535"),
+            ("::1:80", "brackets"),
+            ("[zz]:80", "not an IPv6"),
+            ("a b:80", "bad host"),
+        ] {
+            let err = listen_address(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn nothing_configured_is_valid() {
         // Neither listener nor datastore: accepted (SQLite fallback).
         assert_eq!(components(&components::Config::default()), Ok(()));
@@ -194,7 +255,7 @@ mod tests {
             };
             assert_eq!(
                 services(&mut config).map_err(|e| e.to_string()),
-                Err(format!("illegal service name [{bad}]"))
+                Err(format!("services[1]: illegal service name [{bad}]"))
             );
         }
         let mut dup = ServerConfig {
@@ -203,7 +264,10 @@ mod tests {
         };
         assert_eq!(
             services(&mut dup),
-            Err(ValidationError::DuplicateServiceName("GRR".into()))
+            Err(ValidationError::DuplicateServiceName {
+                index: 1,
+                name: "GRR".into()
+            })
         );
         // `server` is not reserved, whatever the proto comment says.
         let mut ok = ServerConfig {

@@ -1,14 +1,20 @@
-//! `/files/<service>/<name>` (protocol.md §10, server.md §12).
+//! `/files/<service>/<name>` (protocol.md §10, server.md §12): optional authorization, then Go's
+//! `http.ServeContent` semantics (`Last-Modified`, `If-Modified-Since`, `If-Range`, `Range`).
 
+use std::ops::Range;
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use fleetgate_types::contact::ContactHandler;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 
 use crate::body::ResponseBody;
 use crate::date;
 use crate::respond::{Rejection, octet_stream};
+use crate::server::{Peer, Shared};
+
+/// The header each client label travels in, one line per label.
+pub const LABELS_HEADER: &str = "x-fleetspeak-labels";
 
 /// Splits a raw request path the way Go does: percent-decode once, strip the leading `/`, split
 /// on `/`, require `files/<service>/<name>`, then percent-decode service and name again (the
@@ -56,15 +62,22 @@ pub fn percent_decode(input: &[u8]) -> Result<Vec<u8>, String> {
 
 /// Serves one file request.
 pub async fn serve<H: ContactHandler, B>(
-    handler: &H,
+    shared: &Shared<H>,
+    peer: &Peer,
     req: &Request<B>,
 ) -> Result<Response<ResponseBody>, Rejection> {
+    // Before anything else, as the original: with authorization on, even a malformed path
+    // gets 401 from someone unauthorized.
+    if shared.config.file_server_authorization {
+        authorize(&shared.config, req.headers(), peer).map_err(Rejection::Unauthorized)?;
+    }
     let head = req.method() == Method::HEAD;
     if !head && req.method() != Method::GET {
         return Err(Rejection::MethodNotAllowed);
     }
     let (service, name) = parse_path(req.uri().path()).map_err(Rejection::BadRequest)?;
-    let file = handler
+    let file = shared
+        .handler
         .read_file(&service, &name)
         .await?
         .ok_or(Rejection::FileNotFound)?;
@@ -77,19 +90,190 @@ pub async fn serve<H: ContactHandler, B>(
         set_last_modified(&mut resp, file.modified);
         return Ok(resp);
     }
-    let len = file.data.len();
-    let body = if head {
-        ResponseBody::empty()
-    } else {
-        ResponseBody::full(Bytes::from(file.data))
+    let data = Bytes::from(file.data);
+    let ranges = match header_str(req.headers(), header::RANGE) {
+        Some(r) if if_range_holds(req.headers(), known.then_some(modified)) => {
+            parse_range(r, data.len())?
+        }
+        _ => Vec::new(),
     };
-    let mut resp = octet_stream(body);
+    let mut resp = match ranges.as_slice() {
+        [] => whole(data, head),
+        [one] => partial(&data, one.clone(), head),
+        several => multipart(&data, several, head),
+    };
     resp.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if known {
         set_last_modified(&mut resp, file.modified);
     }
     Ok(resp)
+}
+
+/// File-server authorization as in Fleetspeak with its stock authorizer: the client certificate
+/// must be extractable by the frontend mode (the TLS session, or the proxy's header), and
+/// `required_label`, if set, must be among the `X-Fleetspeak-Labels` headers. The error is for
+/// the log; the requester only gets 401.
+pub fn authorize(
+    config: &crate::FrontendConfig,
+    headers: &HeaderMap,
+    peer: &Peer,
+) -> Result<(), String> {
+    crate::certsource::identity(&config.cert_source, headers, peer)?;
+    if let Some(label) = &config.required_label {
+        let has = headers
+            .get_all(LABELS_HEADER)
+            .iter()
+            .any(|v| v.as_bytes() == label.as_bytes());
+        if !has {
+            return Err(format!(
+                "required label {label:?} not among {LABELS_HEADER}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `200` with the whole file.
+fn whole(data: Bytes, head: bool) -> Response<ResponseBody> {
+    let len = data.len();
+    let body = if head {
+        ResponseBody::empty()
+    } else {
+        ResponseBody::full(data)
+    };
+    let mut resp = octet_stream(body);
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+/// `206` with one range.
+fn partial(data: &Bytes, range: Range<usize>, head: bool) -> Response<ResponseBody> {
+    let content_range = content_range(&range, data.len());
+    let mut resp = whole(data.slice(range), head);
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    if let Ok(v) = HeaderValue::from_str(&content_range) {
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    resp
+}
+
+/// `206 multipart/byteranges`, one part per range, as Go writes it.
+fn multipart(data: &Bytes, ranges: &[Range<usize>], head: bool) -> Response<ResponseBody> {
+    let boundary = format!("{:032x}", rand::random::<u128>());
+    let mut body = Vec::new();
+    for r in ranges {
+        body.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Range: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                content_range(r, data.len())
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&data[r.clone()]);
+    }
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut resp = whole(Bytes::from(body), head);
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    if let Ok(v) = HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}")) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn content_range(r: &Range<usize>, size: usize) -> String {
+    format!("bytes {}-{}/{size}", r.start, r.end.saturating_sub(1))
+}
+
+/// `If-Range` as Go's `checkIfRange`: absent, or a date not older than the file's (known)
+/// mtime, lets `Range` apply. This server sends no `ETag`, so an entity tag never matches.
+fn if_range_holds(headers: &HeaderMap, modified: Option<u64>) -> bool {
+    let Some(v) = headers.get(header::IF_RANGE) else {
+        return true;
+    };
+    let Some(v) = v.to_str().ok().map(str::trim) else {
+        return false;
+    };
+    if v.starts_with('"') || v.starts_with("W/") {
+        return false;
+    }
+    match (date::parse(v), modified) {
+        (Some(since), Some(m)) => m <= date::unix_secs(since),
+        _ => false,
+    }
+}
+
+/// Go's `parseRange`: `bytes=` then comma-separated `start-end`, `start-` or `-suffix`.
+/// Syntax errors are 416; ranges that all start past the end are 416 with
+/// `Content-Range: bytes */size`; ranges adding up to more than the file are ignored (Go
+/// takes that for an attack and serves the whole file).
+pub fn parse_range(value: &str, size: usize) -> Result<Vec<Range<usize>>, Rejection> {
+    let invalid = || Rejection::RangeNotSatisfiable {
+        reason: "invalid range".into(),
+        size: None,
+    };
+    let Some(spec) = value.strip_prefix("bytes=") else {
+        return Err(invalid());
+    };
+    let mut ranges = Vec::new();
+    let mut no_overlap = false;
+    for part in spec.split(',') {
+        let part = part.trim_matches([' ', '\t']);
+        if part.is_empty() {
+            continue;
+        }
+        let (start, end) = part.split_once('-').ok_or_else(invalid)?;
+        let (start, end) = (
+            start.trim_matches([' ', '\t']),
+            end.trim_matches([' ', '\t']),
+        );
+        let number = |s: &str| {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid());
+            }
+            // Larger than any file: saturating is as good as the exact value.
+            Ok(s.parse::<u64>().unwrap_or(u64::MAX).min(usize::MAX as u64) as usize)
+        };
+        if start.is_empty() {
+            let suffix = number(end)?.min(size);
+            ranges.push(size - suffix..size);
+            continue;
+        }
+        let start = number(start)?;
+        if start >= size {
+            no_overlap = true;
+            continue;
+        }
+        let end = if end.is_empty() {
+            size
+        } else {
+            let last = number(end)?;
+            if last < start {
+                return Err(invalid());
+            }
+            last.min(size - 1) + 1
+        };
+        ranges.push(start..end);
+    }
+    if no_overlap && ranges.is_empty() {
+        return Err(Rejection::RangeNotSatisfiable {
+            reason: "invalid range: failed to overlap".into(),
+            size: Some(size),
+        });
+    }
+    let total: usize = ranges
+        .iter()
+        .map(|r| r.len())
+        .fold(0, usize::saturating_add);
+    if total > size {
+        ranges.clear();
+    }
+    Ok(ranges)
 }
 
 /// 304 only when the client sent `If-Modified-Since`: the stock client panics on a 304 it did
@@ -131,6 +315,45 @@ mod tests {
         assert!(parse_path("/files/svc/%zz").is_err());
         assert!(parse_path("/files/svc/%25zz").is_err());
         assert!(parse_path("/other/svc/x").is_err());
+    }
+
+    fn ranges(v: &str, size: usize) -> Result<Vec<Range<usize>>, (u16, Option<usize>)> {
+        parse_range(v, size).map_err(|e| match e {
+            Rejection::RangeNotSatisfiable { size, .. } => (416, size),
+            other => (other.status().as_u16(), None),
+        })
+    }
+
+    #[test]
+    fn ranges_follow_go() {
+        assert_eq!(ranges("bytes=0-4", 10), Ok(vec![0..5]));
+        assert_eq!(ranges("bytes=5-", 10), Ok(vec![5..10]));
+        assert_eq!(ranges("bytes=-3", 10), Ok(vec![7..10]));
+        assert_eq!(ranges("bytes=-30", 10), Ok(vec![0..10]));
+        assert_eq!(ranges("bytes=8-100", 10), Ok(vec![8..10]));
+        assert_eq!(ranges("bytes= 0-1 , 4-5", 10), Ok(vec![0..2, 4..6]));
+        // Past the end: 416 with the size; one overlapping range is enough to serve.
+        assert_eq!(ranges("bytes=10-", 10), Err((416, Some(10))));
+        assert_eq!(ranges("bytes=20-30, 1-1", 10), Ok(vec![1..2]));
+        // Syntax: 416 without the size.
+        for bad in [
+            "items=0-1",
+            "bytes=1",
+            "bytes=3-2",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=--1",
+        ] {
+            assert_eq!(ranges(bad, 10), Err((416, None)), "{bad}");
+        }
+        // More bytes asked than the file has: the whole file.
+        assert_eq!(ranges("bytes=0-9,0-9", 10), Ok(vec![]));
+        // Overflowing numbers saturate.
+        assert_eq!(
+            ranges("bytes=1-99999999999999999999999", 10),
+            Ok(vec![1..10])
+        );
+        assert_eq!(ranges("bytes=", 10), Ok(vec![]));
     }
 
     #[test]

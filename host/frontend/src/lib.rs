@@ -57,6 +57,13 @@ pub struct FrontendConfig {
     pub proxy_protocol: bool,
     /// Where the client certificate comes from (the frontend mode).
     pub cert_source: CertSource,
+    /// `enable_file_server_authorization`: `/files/` answers 401 unless the request carries a
+    /// client certificate (by the frontend mode) and, when `required_label` is set, that label
+    /// among its `X-Fleetspeak-Labels` headers. Off: anyone reaching the port reads any file.
+    pub file_server_authorization: bool,
+    /// The components config's `required_label`, applied to `/files/` when
+    /// `file_server_authorization` is on (contacts are checked by the engine).
+    pub required_label: Option<String>,
     /// Plain HTTP/1.1 without TLS, behind a TLS-terminating proxy (the cleartext modes);
     /// no certificate or key is needed.
     pub cleartext: bool,
@@ -93,6 +100,8 @@ impl FrontendConfig {
             disable_streaming: false,
             proxy_protocol: false,
             cert_source: CertSource::Mtls,
+            file_server_authorization: false,
+            required_label: None,
             cleartext: false,
             // 9.5 min + U[0, 30 s): never past the 10 minutes the client expects, and streams
             // opened together (after a restart) do not all end together.
@@ -117,10 +126,19 @@ impl FrontendConfig {
     }
 }
 
-/// Why the frontend could not start.
+/// Why the frontend could not start. The variants say which setting is at fault, so the binary
+/// can name the field.
 #[derive(Debug, thiserror::Error)]
 pub enum FrontendError {
-    #[error("TLS configuration: {0}")]
+    /// The server certificate chain (`https_config.certificates`) is unusable.
+    #[error("{0}")]
+    Certificates(String),
+    /// The server key (`https_config.key`) is unusable.
+    #[error("{0}")]
+    Key(String),
+    /// Each parses, but together they do not make a TLS configuration (e.g. the key is not
+    /// the certificate's).
+    #[error("{0}")]
     Tls(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

@@ -26,6 +26,13 @@ pub enum Rejection {
     FileNotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// `/files/` with file-server authorization on, and no acceptable certificate or labels.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// A `Range` header that cannot be served; `size` is set when no range overlaps the file
+    /// (for `Content-Range: bytes */size`).
+    #[error("{reason}")]
+    RangeNotSatisfiable { reason: String, size: Option<usize> },
     /// The server is shutting down.
     #[error("Server not ready.")]
     NotReady,
@@ -52,6 +59,8 @@ impl Rejection {
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound | Self::FileNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::NotReady => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Contact(ContactError::NotAuthorized(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Contact(
@@ -64,6 +73,8 @@ impl Rejection {
         match self {
             Self::Contact(ContactError::NotAuthorized(_)) => "not authorized".into(),
             Self::Contact(ContactError::NotReady) | Self::NotReady => "Server not ready.".into(),
+            // The reason is logged (debug), not told to the requester.
+            Self::Unauthorized(_) => "unauthorized".into(),
             other => other.to_string(),
         }
     }
@@ -86,6 +97,13 @@ impl Rejection {
         if matches!(self, Self::MethodNotAllowed) {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        if let Self::RangeNotSatisfiable {
+            size: Some(size), ..
+        } = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         resp
     }
@@ -131,6 +149,14 @@ mod tests {
             (Rejection::UnsupportedEncoding("gzip".into()), 415),
             (Rejection::NotFound, 404),
             (Rejection::NotReady, 500),
+            (Rejection::Unauthorized("no certificate".into()), 401),
+            (
+                Rejection::RangeNotSatisfiable {
+                    reason: "invalid range".into(),
+                    size: None,
+                },
+                416,
+            ),
             (ContactError::NotAuthorized("label".into()).into(), 503),
             (ContactError::Invalid("101 messages".into()).into(), 500),
             (ContactError::Internal("db".into()).into(), 500),

@@ -36,7 +36,14 @@ pub fn route<H: ContactHandler>(
     } else if path == "/streaming-message" && !shared.config.disable_streaming {
         respond_with(async move { stream::open(req, &shared, &peer).await })
     } else if path.starts_with("/files/") {
-        respond_with(async move { files::serve(shared.handler.as_ref(), &req).await })
+        respond_with(async move {
+            let result = files::serve(&shared, &peer, &req).await;
+            let status = result
+                .as_ref()
+                .map_or_else(Rejection::status, |r| r.status());
+            tracing::debug!(path = req.uri().path(), %status, "file request");
+            result
+        })
     } else {
         respond_with(future::ready(Err(Rejection::NotFound)))
     }

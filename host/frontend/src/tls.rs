@@ -35,15 +35,20 @@ pub fn server_config(
 ) -> Result<Arc<ServerConfig>, FrontendError> {
     let certs = rustls_pemfile::certs(&mut cert_chain_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| FrontendError::Tls(format!("server certificate PEM: {e}")))?;
+        .map_err(|e| FrontendError::Certificates(format!("not PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(FrontendError::Tls(
-            "no certificate in the server certificate PEM".into(),
+        return Err(FrontendError::Certificates(
+            "no PEM CERTIFICATE block found".into(),
         ));
     }
     let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
-        .map_err(|e| FrontendError::Tls(format!("server key PEM: {e}")))?
-        .ok_or_else(|| FrontendError::Tls("no private key in the server key PEM".into()))?;
+        .map_err(|e| FrontendError::Key(format!("not PEM: {e}")))?
+        .ok_or_else(|| {
+            FrontendError::Key(
+                "no PEM private key block found (EC PRIVATE KEY, PRIVATE KEY or RSA PRIVATE KEY)"
+                    .into(),
+            )
+        })?;
     let mut provider = ring::default_provider();
     provider
         .cipher_suites
@@ -57,7 +62,11 @@ pub fn server_config(
         .map_err(|e| FrontendError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
-        .map_err(|e| FrontendError::Tls(format!("server certificate/key: {e}")))?;
+        .map_err(|e| {
+            FrontendError::Tls(format!(
+                "the certificate and key do not make a usable pair: {e}"
+            ))
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -30,9 +30,10 @@ impl ComponentCache {
         engine: &Engine,
         wasm: &[u8],
         digest: &str,
+        origin: &str,
     ) -> Result<Component, RuntimeError> {
         let Some(dir) = &self.dir else {
-            return compile(engine, wasm);
+            return compile(engine, wasm, origin);
         };
         let path = dir.join(file_name(engine, digest));
         if path.is_file() {
@@ -43,7 +44,7 @@ impl ComponentCache {
                 }
             }
         }
-        let component = compile(engine, wasm)?;
+        let component = compile(engine, wasm, origin)?;
         if let Err(e) = store(&component, dir, &path) {
             tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
         }
@@ -60,8 +61,11 @@ fn file_name(engine: &Engine, digest: &str) -> String {
     )
 }
 
-fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component, RuntimeError> {
-    Component::new(engine, wasm).map_err(|e| RuntimeError::Compile(format!("{e:#}")))
+fn compile(engine: &Engine, wasm: &[u8], origin: &str) -> Result<Component, RuntimeError> {
+    Component::new(engine, wasm).map_err(|e| RuntimeError::Compile {
+        origin: origin.to_owned(),
+        reason: format!("{e:#}"),
+    })
 }
 
 /// Only files this module wrote are ever deserialized: they live in the runtime's own cache

@@ -44,7 +44,7 @@ pub(crate) fn load(
     world: &'static str,
 ) -> Result<Loaded, RuntimeError> {
     let engine = runtime.engine();
-    let (component, digest) = runtime.compile(&spec.wasm)?;
+    let (component, digest) = runtime.compile(&spec.wasm, &spec.origin)?;
     // The wrong world is the clearer error, before any missing grant it would also have.
     let export = if world == "router" {
         "route"

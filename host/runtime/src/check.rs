@@ -41,7 +41,7 @@ pub fn check_bytes(name: &str, wasm: &[u8]) -> Result<CheckReport, RuntimeError>
         ..RuntimeConfig::default()
     })?;
     let engine = runtime.engine();
-    let (component, digest) = runtime.compile(wasm)?;
+    let (component, digest) = runtime.compile(wasm, name)?;
     let imports = call::import_names(engine, &component);
     let exports = call::export_names(engine, &component);
     let world = if exports.iter().any(|e| e == "route") {

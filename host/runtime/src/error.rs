@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 /// Why a component could not be loaded, linked or configured. These are startup (or reload)
 /// errors: a retry does not help until the file or the configuration changes.
+///
+/// The texts name the component file where it matters, not the service: a [`crate::ReloadError`]
+/// adds the service and its place in the services config.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("reading component {path}: {source}")]
@@ -12,33 +15,31 @@ pub enum RuntimeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("compiling component: {0}")]
-    Compile(String),
+    #[error("compiling component {origin}: {reason}")]
+    Compile { origin: String, reason: String },
     #[error("setting up the wasmtime engine: {0}")]
     Engine(String),
     #[error(
-        "service [{service}]: the component imports {interface}, a capability its configuration does not grant (grant `{capability}`)"
+        "the component imports {interface}, a capability its configuration does not grant (grant `{capability}`)"
     )]
     NotGranted {
         service: String,
         interface: String,
         capability: String,
     },
-    #[error("service [{service}]: the component does not fit the `{world}` world: {reason}")]
+    #[error("the component does not fit the `{world}` world: {reason}")]
     World {
         service: String,
         world: &'static str,
         reason: String,
     },
-    #[error("service [{service}]: init rejected the plugin config: {reason}")]
+    #[error("init rejected the plugin config: {reason}")]
     Init { service: String, reason: String },
-    #[error("service [{service}]: {reason}")]
+    #[error("{reason}")]
     Config { service: String, reason: String },
-    #[error(
-        "service [{service}]: unknown capability `{name}` (known: messaging, grpc, log, metrics, clock, clients)"
-    )]
+    #[error("unknown capability `{name}` (known: messaging, grpc, log, metrics, clock, clients)")]
     UnknownCapability { service: String, name: String },
-    #[error("unable to find factory [{factory}] for service [{service}] (known: GRPC, WASM, NOOP)")]
+    #[error("factory {factory:?} is not one of GRPC, WASM, NOOP")]
     UnknownFactory { service: String, factory: String },
 }
 

@@ -63,26 +63,19 @@ impl ReloadReport {
     }
 }
 
-/// Why a reload was refused; the running generation is untouched.
+/// Why a set of services could not be built (at start) or a reload was refused (the running
+/// generation is untouched). Displays as `services[INDEX] "NAME": WHY`; the caller adds the
+/// file the services came from.
 #[derive(Debug, thiserror::Error)]
+#[error("services[{index}] {service:?}: {source}")]
 pub struct ReloadError {
+    /// 0-based position of the service in the configs given (the last one, if the name is
+    /// repeated: that is the one built).
+    pub index: usize,
     /// The service that failed to build.
     pub service: String,
     #[source]
     pub source: RuntimeError,
-}
-
-impl std::fmt::Display for ReloadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let why = self.source.to_string();
-        f.write_str("reload refused, the running plugins keep serving: ")?;
-        // Most runtime errors name their service already; reading and compiling do not.
-        if why.contains(&format!("[{}]", self.service)) {
-            f.write_str(&why)
-        } else {
-            write!(f, "service [{}]: {why}", self.service)
-        }
-    }
 }
 
 /// The services installed in one engine, replaced as a set.
@@ -103,7 +96,7 @@ impl Generations {
         factory: Factory,
         engine: Engine,
         configs: &[ServiceConfig],
-    ) -> Result<Self, RuntimeError> {
+    ) -> Result<Self, ReloadError> {
         let g = Self {
             factory,
             engine,
@@ -111,7 +104,7 @@ impl Generations {
             current: RwLock::new(Arc::default()),
             failures: AtomicU64::new(0),
         };
-        g.reload(configs).await.map_err(|e| e.source)?;
+        g.reload(configs).await?;
         Ok(g)
     }
 
@@ -134,17 +127,25 @@ impl Generations {
         let _one_at_a_time = self.reloading.lock().await;
         let started = Instant::now();
         let old = self.current();
-        let wanted: BTreeMap<&str, &ServiceConfig> =
-            configs.iter().map(|c| (c.name.as_str(), c)).collect();
+        let wanted: BTreeMap<&str, (usize, &ServiceConfig)> = configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), (i, c)))
+            .collect();
         let mut next = BTreeMap::new();
         let mut report = ReloadReport::default();
-        for (name, config) in wanted {
+        let wanted_index: BTreeMap<String, usize> = wanted
+            .iter()
+            .map(|(n, (i, _))| ((*n).to_owned(), *i))
+            .collect();
+        for (name, (index, config)) in wanted {
             let built = match self.factory.build(config).await {
                 Ok(b) => b,
                 Err(e) => {
-                    let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::warn!(service = name, failures = n, "plugin reload refused: {e}");
+                    // Counted here, logged once by the caller (which knows the file).
+                    self.failures.fetch_add(1, Ordering::Relaxed);
                     return Err(ReloadError {
+                        index,
                         service: name.to_owned(),
                         source: e,
                     });
@@ -179,7 +180,8 @@ impl Generations {
             .filter(|n| !next.contains_key(*n))
             .cloned()
             .collect();
-        self.swap(&next, &report)?;
+        let index = |name: &str| wanted_index.get(name).copied().unwrap_or_default();
+        self.swap(&next, &report, index)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         report.took = started.elapsed();
         if report.changed() {
@@ -200,12 +202,14 @@ impl Generations {
         &self,
         next: &BTreeMap<String, Generation>,
         report: &ReloadReport,
+        index: impl Fn(&str) -> usize,
     ) -> Result<(), ReloadError> {
         for name in report.added.iter().chain(&report.replaced) {
             let entry = next[name].built.entry();
             self.engine
                 .set_service(name, entry)
                 .map_err(|e| ReloadError {
+                    index: index(name),
                     service: name.clone(),
                     source: RuntimeError::Config {
                         service: name.clone(),

@@ -105,9 +105,17 @@ impl Runtime {
     }
 
     /// Compiles `wasm` (or loads it from the cache). Returns the component and its SHA-256 (hex).
-    pub(crate) fn compile(&self, wasm: &[u8]) -> Result<(Component, String), RuntimeError> {
+    /// `origin` (the file, or `bundled:NAME`) names it in errors.
+    pub(crate) fn compile(
+        &self,
+        wasm: &[u8],
+        origin: &str,
+    ) -> Result<(Component, String), RuntimeError> {
         let digest = hex::encode(Sha256::digest(wasm));
-        let component = self.inner.cache.load(&self.inner.engine, wasm, &digest)?;
+        let component = self
+            .inner
+            .cache
+            .load(&self.inner.engine, wasm, &digest, origin)?;
         Ok((component, digest))
     }
 }

@@ -297,7 +297,10 @@ async fn broken_builds_are_refused_while_traffic_continues() {
             .unwrap_err()
             .to_string();
         assert!(err.contains(expect), "broken build {i}: {err}");
-        assert!(err.contains("[Tag]"), "the error names the service: {err}");
+        assert!(
+            err.starts_with("services[0] \"Tag\": "),
+            "the error names the service and its place: {err}"
+        );
         assert_eq!(env.generation(), 1, "the old generation keeps serving");
         assert_eq!(env.generations.failures(), i as u64 + 1);
     }

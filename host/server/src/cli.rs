@@ -151,8 +151,8 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
         Command::Man { out } => man(out.as_deref()),
         Command::Server(s) => {
             let sf = server_flags(&s);
-            let loaded =
-                Settings::load(&sf).map_err(|e| anyhow!("Failed to load components: {e}"))?;
+            // The error names its file (and line or field) itself.
+            let loaded = Settings::load(&sf)?;
             let settings = RunSettings {
                 components: loaded.components,
                 services: loaded.services,
@@ -166,6 +166,7 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                     watch: s.running.watch_plugins,
                 },
                 router: router(&s.running).or(loaded.router),
+                origin: loaded.origin,
             };
             run(settings, shutdown).await
         }

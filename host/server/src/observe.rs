@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Result;
+use fleetgate_config::{Field, Origin};
 use fleetgate_engine::Engine;
 use fleetgate_engine::metrics::PENDING_REFRESH;
 use fleetgate_engine::retention::RetentionConfig;
@@ -30,12 +31,13 @@ pub struct Telemetry {
     pub health: Option<SocketAddr>,
     /// Stops the two listeners; cancelled last, after the store is closed.
     stop: CancellationToken,
-    listeners: JoinSet<()>,
+    /// Each ends only when `stop` is cancelled, or with why it died.
+    listeners: JoinSet<Result<(), String>>,
 }
 
 impl Telemetry {
-    /// Binds and starts the configured listeners.
-    pub async fn start(c: &components::Config) -> Result<Self> {
+    /// Binds and starts the configured listeners; a bind error names the file and field.
+    pub async fn start(c: &components::Config, origin: &Origin) -> Result<Self> {
         let mut t = Telemetry {
             metrics: Metrics::new(),
             readiness: Readiness::new(),
@@ -45,23 +47,23 @@ impl Telemetry {
             listeners: JoinSet::new(),
         };
         if let Some(h) = c.health_check_config.as_ref() {
-            let listener = crate::run::bind(&h.listen_address).await?;
+            let listener = crate::run::bind(&h.listen_address, origin, Field::HealthListen).await?;
             t.health = listener.local_addr().ok();
             let (r, stop) = (t.readiness.clone(), t.stop.clone());
             t.listeners.spawn(async move {
-                if let Err(e) = fleetgate_telemetry::serve_health(listener, r, stop).await {
-                    tracing::error!(error = %e, "health check listener failed");
-                }
+                fleetgate_telemetry::serve_health(listener, r, stop)
+                    .await
+                    .map_err(|e| format!("health check listener failed: {e}"))
             });
         }
         if let Some(s) = c.stats_config.as_ref().filter(|s| !s.address.is_empty()) {
-            let listener = crate::run::bind(&s.address).await?;
+            let listener = crate::run::bind(&s.address, origin, Field::StatsAddress).await?;
             t.stats = listener.local_addr().ok();
             let (m, stop) = (t.metrics.clone(), t.stop.clone());
             t.listeners.spawn(async move {
-                if let Err(e) = fleetgate_telemetry::serve_metrics(listener, m, stop).await {
-                    tracing::error!(error = %e, "metrics listener failed");
-                }
+                fleetgate_telemetry::serve_metrics(listener, m, stop)
+                    .await
+                    .map_err(|e| format!("metrics listener failed: {e}"))
             });
         }
         Ok(t)
@@ -107,24 +109,41 @@ impl Telemetry {
         tasks: &mut JoinSet<Result<()>>,
         shutdown: &CancellationToken,
     ) {
+        // Both return at once when there is nothing to do (no metrics, no retention ages); they
+        // then wait for shutdown, since a task that ends early counts as dead.
         let (e, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
-            e.run_pending_gauge(PENDING_REFRESH, token).await;
+            e.run_pending_gauge(PENDING_REFRESH, token.clone()).await;
+            token.cancelled().await;
             Ok(())
         });
         let (e, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
-            e.run_retention(retention, token).await;
+            e.run_retention(retention, token.clone()).await;
+            token.cancelled().await;
             Ok(())
         });
+    }
+
+    /// Resolves when a listener ends before [`Telemetry::stop`], with why; never if none is
+    /// configured.
+    pub async fn died(&mut self) -> String {
+        match self.listeners.join_next().await {
+            None => std::future::pending().await,
+            Some(Ok(Ok(()))) => "a telemetry listener stopped unexpectedly".into(),
+            Some(Ok(Err(why))) => why,
+            Some(Err(e)) => format!("a telemetry listener task failed: {e}"),
+        }
     }
 
     /// Closes the listeners, last of all.
     pub async fn stop(mut self) {
         self.stop.cancel();
         while let Some(r) = self.listeners.join_next().await {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "telemetry listener task failed");
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => tracing::warn!("{why}"),
+                Err(e) => tracing::warn!(error = %e, "telemetry listener task failed"),
             }
         }
     }

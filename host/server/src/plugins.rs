@@ -29,16 +29,19 @@ pub struct Plugins {
     /// The router, if one is configured: rebuilt by the same reloads, all or nothing with the
     /// services.
     router: Option<Router>,
+    /// The file the services come from, prefixed to their build errors.
+    origin: String,
 }
 
 /// Builds every service of `services` (all or nothing), then installs them in the engine;
-/// reloads read `source` again.
+/// reloads read `source` again. `origin` names the services' file in errors.
 pub async fn install(
     engine: &Engine,
     services: &ServerConfig,
     source: Source,
     state_dir: &Path,
     clock: Arc<dyn Clock>,
+    origin: &str,
 ) -> Result<Plugins> {
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: Some(state_dir.join("wasm-cache")),
@@ -55,7 +58,7 @@ pub async fn install(
         &services.services,
     )
     .await
-    .context("Unable to initialize Fleetspeak server")?;
+    .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
     for g in generations.current().values() {
         let b = &g.built;
         tracing::info!(service = %b.name, factory = %b.factory, digest = %short(g.digest()), "service installed");
@@ -66,6 +69,7 @@ pub async fn install(
         unreadable: AtomicU64::new(0),
         engine: engine.clone(),
         router: None,
+        origin: origin.to_owned(),
     })
 }
 
@@ -102,7 +106,12 @@ impl Plugins {
                     .generations
                     .reload(&services.services)
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| {
+                        format!(
+                            "reload refused, the running plugins keep serving: {}: {e}",
+                            self.origin
+                        )
+                    });
                 match (reloaded, self.router.as_ref(), router.flatten()) {
                     (Ok(mut report), Some(current), Some(rebuilt)) => {
                         current.swap(rebuilt);

@@ -149,6 +149,9 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
             watch: opts.watch_plugins,
         },
         router: opts.router,
+        origin: fleetgate_config::Origin::Quickstart {
+            services: opts.services_config,
+        },
     };
     run(settings, shutdown).await
 }

@@ -112,7 +112,8 @@ async fn on_sighup(plugins: Arc<Plugins>, shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot install a SIGHUP handler; reload plugins through the admin API");
-        return;
+        // Ending early would read as a dead task and stop the server.
+        return shutdown.cancelled().await;
     };
     loop {
         tokio::select! {

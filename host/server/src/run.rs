@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use fleetgate_config::{Field, Origin};
 use fleetgate_engine::{Engine, EngineConfig};
 use fleetgate_pb::fleetspeak::components;
 use fleetgate_pb::fleetspeak::server::ServerConfig;
@@ -34,6 +35,8 @@ pub struct RunSettings {
     pub plugins: crate::reload::Options,
     /// The router component in front of the services, if configured.
     pub router: Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig>,
+    /// Where `components` and `services` came from, to name the file and field in errors.
+    pub origin: Origin,
 }
 
 /// Addresses actually bound.
@@ -55,10 +58,24 @@ const DRAIN: Duration = Duration::from_secs(35);
 /// notification gives up after 5 s).
 const NOTIFY_DRAIN: Duration = Duration::from_secs(5);
 
-/// Runs the server until `shutdown` fires, then stops it gracefully.
+/// Runs the server until `shutdown` fires, then stops it gracefully. A server is either serving
+/// or failing: everything a listener needs is checked, and every listener bound, before it says
+/// it started and `/readyz` answers 200; a task that ends before `shutdown` (a listener that
+/// died) turns `/readyz` to 503, stops the server as SIGTERM does, and makes this return the
+/// task's error.
 pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<()> {
+    let origin = &settings.origin;
+    // Before any socket or the database: an address or a certificate that cannot work fails
+    // here (`fleetgate server` checked the addresses at load; quickstart's come from flags).
+    fleetgate_config::settings::check_listen_addresses(&settings.components, origin)?;
+    let frontend = settings
+        .components
+        .https_config
+        .as_ref()
+        .map(|https| frontend_config(&settings.components, https, origin))
+        .transpose()?;
     // Health and metrics first, as the original, so probes see the whole start-up.
-    let telemetry = crate::observe::Telemetry::start(&settings.components).await?;
+    let mut telemetry = crate::observe::Telemetry::start(&settings.components, origin).await?;
     // The default SQLite database and the plugin cache live here; create it on first start.
     std::fs::create_dir_all(&settings.state_dir).with_context(|| {
         format!(
@@ -86,7 +103,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     // Bound before the engine exists: its address is what this server's streams record.
     let notifications = fleetgate_notify::Plan::from_config(c)
         .await
-        .context("Unable to initialize Fleetspeak server")?;
+        .with_context(|| origin.place(Field::NotificationListen))?;
     let engine = Engine::new(
         EngineConfig {
             required_label,
@@ -109,6 +126,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         settings.plugins.source.clone(),
         &settings.state_dir,
         clock.clone(),
+        &origin.services(),
     )
     .await?;
     plugins.set_router(crate::routing::install(
@@ -130,29 +148,30 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         let dispatch = fleetgate_notify::dispatch_to(engine.clone());
         let (stats, token) = (notifications.stats.clone(), shutdown.clone());
         tasks.spawn(async move {
-            listener.serve(dispatch, stats, token).await;
-            Ok(())
+            listener.serve(dispatch, stats, token.clone()).await;
+            stopped_early("notification listener", &token)
         });
     }
-    if let Some(https) = &c.https_config {
-        let listener = bind(&https.listen_address).await?;
+    if let (Some(https), Some(config)) = (&c.https_config, frontend) {
+        let listener = bind(&https.listen_address, origin, Field::HttpsListen).await?;
         bound.https = listener.local_addr().ok();
-        let config = frontend_config(c, https)?;
         let (engine, token) = (telemetry.handler(&engine), shutdown.clone());
         tasks.spawn(async move {
-            fleetgate_frontend::serve(listener, config, engine, token)
+            fleetgate_frontend::serve(listener, config, engine, token.clone())
                 .await
-                .map_err(|e| anyhow!("client frontend: {e}"))
+                .map_err(|e| anyhow!("client frontend: {e}"))?;
+            stopped_early("client frontend", &token)
         });
     }
     if let Some(admin) = &c.admin_config {
-        let listener = bind(&admin.listen_address).await?;
+        let listener = bind(&admin.listen_address, origin, Field::AdminListen).await?;
         bound.admin = listener.local_addr().ok();
         let (engine, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
-            fleetgate_admin::serve(listener, engine, Some(plugins), token)
+            fleetgate_admin::serve(listener, engine, Some(plugins), token.clone())
                 .await
-                .map_err(|e| anyhow!("admin API: {e}"))
+                .map_err(|e| anyhow!("admin API: {e}"))?;
+            stopped_early("admin API", &token)
         });
     }
     {
@@ -174,8 +193,12 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     telemetry.readiness.set_listeners_bound();
     announce(&bound, settings.ready_file.as_ref())?;
 
-    shutdown.cancelled().await;
+    let died = supervise(&mut tasks, &mut telemetry, &shutdown).await;
     telemetry.readiness.set_stopping();
+    if let Some(why) = &died {
+        tracing::error!("{why}; stopping the server");
+        shutdown.cancel();
+    }
     tracing::info!("stopping: no new contacts, draining streams and in-flight messages");
     engine.begin_shutdown();
     let drained = tokio::time::timeout(DRAIN, async {
@@ -203,30 +226,83 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     store.close().await.ok();
     telemetry.stop().await;
     tracing::info!("stopped");
-    Ok(())
+    match died {
+        None => Ok(()),
+        Some(why) => Err(anyhow!("{why}; the server stopped")),
+    }
 }
 
+/// Waits for `shutdown`, or for a task to end before it: every task of `tasks` and every
+/// telemetry listener runs until shutdown, so one that ends early has died (an error, a panic,
+/// or a listener that stopped). Returns what died, and why.
+pub(crate) async fn supervise(
+    tasks: &mut JoinSet<Result<()>>,
+    telemetry: &mut crate::observe::Telemetry,
+    shutdown: &CancellationToken,
+) -> Option<String> {
+    tokio::select! {
+        // After shutdown, tasks ending is the normal course.
+        biased;
+        () = shutdown.cancelled() => None,
+        Some(ended) = tasks.join_next() => Some(match ended {
+            Ok(Ok(())) => "a server task ended unexpectedly".to_owned(),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(e) if e.is_panic() => format!("a server task panicked: {e}"),
+            Err(e) => format!("a server task was cancelled: {e}"),
+        }),
+        why = telemetry.died() => Some(why),
+    }
+}
+
+/// A listener's end without an error: normal after shutdown, a death before.
+fn stopped_early(what: &str, shutdown: &CancellationToken) -> Result<()> {
+    if shutdown.is_cancelled() {
+        Ok(())
+    } else {
+        Err(anyhow!("{what} stopped accepting connections"))
+    }
+}
+
+/// The client frontend's settings, its certificate and key checked: an error names the field.
 fn frontend_config(
     c: &components::Config,
     https: &components::HttpsConfig,
+    origin: &Origin,
 ) -> Result<fleetgate_frontend::FrontendConfig> {
     let mode = https
         .frontend_config
         .as_ref()
         .and_then(|f| f.frontend_mode.as_ref());
     let (cert_source, cleartext) = fleetgate_frontend::certsource::from_mode(mode);
-    Ok(fleetgate_frontend::FrontendConfig {
+    let config = fleetgate_frontend::FrontendConfig {
         cert_source,
         cleartext,
         cert_chain_pem: https.certificates.clone(),
         key_pem: https.key.clone(),
         disable_streaming: https.disable_streaming,
         proxy_protocol: c.proxy_protocol,
+        file_server_authorization: https.enable_file_server_authorization,
+        required_label: (!c.required_label.is_empty()).then(|| c.required_label.clone()),
         ..Default::default()
-    })
+    };
+    use fleetgate_frontend::FrontendError as E;
+    config.validate().map_err(|e| {
+        let place = match &e {
+            E::Certificates(_) => origin.place(Field::Certificates),
+            E::Key(_) => origin.place(Field::Key),
+            E::Tls(_) | E::Io(_) => format!(
+                "{} and {}",
+                origin.place(Field::Certificates),
+                origin.name(Field::Key)
+            ),
+        };
+        anyhow!("{place}: {e}")
+    })?;
+    Ok(config)
 }
 
-pub(crate) async fn bind(addr: &str) -> Result<TcpListener> {
+/// Binds the listener of `field`; an error names the file and field.
+pub(crate) async fn bind(addr: &str, origin: &Origin, field: Field) -> Result<TcpListener> {
     // Go accepts ":port" for all interfaces.
     let addr = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
@@ -235,7 +311,7 @@ pub(crate) async fn bind(addr: &str) -> Result<TcpListener> {
     };
     TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("failed to listen on [{addr}]"))
+        .with_context(|| format!("{}: failed to listen on [{addr}]", origin.place(field)))
 }
 
 fn announce(bound: &Bound, ready_file: Option<&PathBuf>) -> Result<()> {
@@ -271,5 +347,45 @@ fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every task runs until shutdown: one that fails, panics or just returns before it is a
+    /// death, reported with its error; after shutdown nothing is.
+    #[tokio::test]
+    async fn a_task_that_ends_before_shutdown_is_a_death() {
+        let origin = Origin::Quickstart { services: None };
+        let mut telemetry = crate::observe::Telemetry::start(&Default::default(), &origin)
+            .await
+            .expect("no listeners to bind");
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            token.cancelled().await;
+            Ok(())
+        });
+        tasks.spawn(async { Err(anyhow!("admin API: boom")) });
+        let why = supervise(&mut tasks, &mut telemetry, &shutdown).await;
+        assert_eq!(why.as_deref(), Some("admin API: boom"));
+        tasks.spawn(async { panic!("a bug in a listener") });
+        let why = supervise(&mut tasks, &mut telemetry, &shutdown).await;
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("panicked")),
+            "{why:?}"
+        );
+        let token = shutdown.clone();
+        tasks.spawn(async move { stopped_early("client frontend", &token) });
+        let why = supervise(&mut tasks, &mut telemetry, &shutdown).await;
+        assert_eq!(
+            why.as_deref(),
+            Some("client frontend stopped accepting connections")
+        );
+        shutdown.cancel();
+        assert_eq!(supervise(&mut tasks, &mut telemetry, &shutdown).await, None);
     }
 }
