@@ -608,6 +608,7 @@ admin_run() { # FLAVOR STORE(mysql|sqlite)
   done
   for (( k = 0; k < ${#lg_pids[@]}; k++ )); do kill -KILL "${lg_pids[$k]}" 2>/dev/null || true; wait "${lg_pids[$k]}" 2>/dev/null || true; done
   stop_server
+  sleep 10 # let MariaDB flush and the load settle before the next run
 }
 
 # ---------------------------------------------------------------- run
