@@ -38,6 +38,11 @@
 #             frontend (one inserting loadgen per frontend), each delivered through an HTTP
 #             notification to the frontend that holds the stream: receipt p50/p99 with
 #             every stream open (the worst frontend's figure is the one reported).
+#      admin  (not in the default set) GRR's own admin calls, through GRR's Python connector
+#             (`fleetspeak` 0.1.19, bench/admin_bench.py): with --admin-levels connected
+#             streaming clients (loadgen), --admin-calls InsertMessage calls (p50/p99) and
+#             ListClients of every client (p50/p99), one call at a time, 20 ms apart. Go on
+#             MariaDB; Fleetgate on MariaDB and on its embedded SQLite (`fleetgate_sqlite`).
 #   4. Prints one Markdown table with the figures and the ratios (Fleetgate vs Go) and the
 #      targets, and writes it with every log to the output directory. Stops every process it
 #      started and drops its databases on exit (--keep keeps the databases).
@@ -59,6 +64,8 @@
 #   --cluster-clients N  clients of the cluster workload (default 50000)
 #   --frontends N        client-facing servers of the cluster workload (default 3)
 #   --cluster-messages N inserts of the cluster workload (default 1500)
+#   --admin-levels "A B" connected clients of the admin workload (default "5 200")
+#   --admin-calls N      InsertMessage and ListClients calls per level (default 300)
 #   --only go|fleetgate  run one flavor only (no ratios)
 #   --idle-http1         idle clients stream over HTTP/1.1, the real Go client's protocol (the Go
 #                        server streams only over h2, so this goes with --only fleetgate)
@@ -80,7 +87,7 @@ cd "$root"
 
 quick=0 levels="" connect_rate=200 upload_rate=100 upload_secs="" messages="" rate=200
 top_messages="" only="" idle_proto=() workloads="idle upload deliver" out="" build=1 keep=0
-cluster_clients=50000 frontends=3 cluster_messages=1500
+cluster_clients=50000 frontends=3 cluster_messages=1500 admin_levels="5 200" admin_calls=300
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -94,6 +101,8 @@ while [[ $# -gt 0 ]]; do
     --cluster-clients) cluster_clients="$2"; shift ;;
     --frontends) frontends="$2"; shift ;;
     --cluster-messages) cluster_messages="$2"; shift ;;
+    --admin-levels) admin_levels="$2"; shift ;;
+    --admin-calls) admin_calls="$2"; shift ;;
     --only) only="$2"; shift ;;
     --idle-http1) idle_proto=(--http2=false) ;;
     --workloads) workloads="$2"; shift ;;
@@ -225,7 +234,8 @@ launch() {
       -services_config "$dir/services.config" > "$dir/server.log" 2>&1 &
   else
     "$fg_bin" server --components_config "$dir/components.config" \
-      --services_config "$dir/services.config" --logtostderr > "$dir/server.log" 2>&1 &
+      --services_config "$dir/services.config" --logtostderr "${server_args[@]}" \
+      > "$dir/server.log" 2>&1 &
   fi
   launched=$!
   pids+=("$launched")
@@ -239,6 +249,8 @@ launch() {
     done
   done
 }
+
+server_args=() # extra flags of the next Fleetgate server (the admin workload's SQLite store)
 
 dsn() { echo "root@tcp($mysql_host:$mysql_port)/$1?tx_isolation=%27READ-COMMITTED%27"; }
 
@@ -565,6 +577,40 @@ cluster_run() { # FLAVOR
   sleep 15
 }
 
+# ---------------------------------------------------------------- workload 5: admin calls
+admin_run() { # FLAVOR STORE(mysql|sqlite)
+  local flavor=$1 store=$2 key=$1
+  local dir="$out/$flavor-admin-$store"
+  server_args=()
+  if [[ $store == sqlite ]]; then
+    key="${flavor}_sqlite" server_args=(--database "sqlite://$dir/fleetgate.db?mode=rwc")
+  fi
+  start_server "$flavor" "admin-$store" 127.0.0.1
+  server_args=()
+  local have=0 n lg_pids=() k=0
+  for n in $admin_levels; do
+    # More streaming clients connect (and stay) until n are there.
+    shard "$dir" "$k" "$srv_https" "$srv_admin" "$(( n - have ))" "$connect_rate" --duration 3600
+    wait_shards "$dir" "$(( k + 1 ))"
+    have=$n k=$(( k + 1 ))
+    sleep 2
+    local l0 f="$dir/admin$n.log"
+    l0=$(load)
+    say "$flavor ($store): GRR's connector, $n clients, $admin_calls InsertMessage + ListClients (load $l0)"
+    "$venv/bin/python" "$here/admin_bench.py" --admin "$srv_admin" --clients "$n" \
+      --inserts "$admin_calls" --lists "$admin_calls" > "$f" 2>"$dir/admin$n.err" \
+      || { cat "$dir/admin$n.err" >&2; exit 1; }
+    local m
+    for m in insert_p50 insert_p99 list_p50 list_p99; do
+      record "$key" "admin$n.$m" "$(lg_field "$f" "^$m ([0-9.]+)")"
+    done
+    record "$key" "admin$n.load" "$l0 / $(load)"
+  done
+  for (( k = 0; k < ${#lg_pids[@]}; k++ )); do kill -KILL "${lg_pids[$k]}" 2>/dev/null || true; wait "${lg_pids[$k]}" 2>/dev/null || true; done
+  stop_server
+  sleep 10 # let MariaDB flush and the load settle before the next run
+}
+
 # ---------------------------------------------------------------- run
 {
   echo "date: $(date -u)"
@@ -586,10 +632,16 @@ for w in $workloads; do
     upload) for fl in $flavors; do upload_run "$fl"; done ;;
     deliver) for fl in $flavors; do deliver_run "$fl"; done ;;
     cluster) for fl in $flavors; do cluster_run "$fl"; done ;;
+    admin)
+      for fl in $flavors; do
+        admin_run "$fl" mysql
+        if [[ $fl == fleetgate ]]; then admin_run "$fl" sqlite; fi
+      done ;;
     *) echo "compare.sh: unknown workload $w" >&2; exit 2 ;;
   esac
 done
 
-python3 "$here/report.py" "$results" "$out/machine.txt" "$levels" "$max_clients" > "$out/summary.md"
+python3 "$here/report.py" "$results" "$out/machine.txt" "$levels" "$max_clients" "$admin_levels" \
+  > "$out/summary.md"
 cat "$out/summary.md"
 say "logs and results in $out"

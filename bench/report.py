@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Turns bench/compare.sh's results.tsv (flavor, key, value) into a Markdown table with the
-ratios Fleetgate vs Go and the targets. Usage: report.py RESULTS MACHINE LEVELS MAX_CLIENTS"""
+ratios Fleetgate vs Go and the targets.
+Usage: report.py RESULTS MACHINE LEVELS MAX_CLIENTS [ADMIN_LEVELS]"""
 
 import sys
 
 results, machine, levels, max_clients = sys.argv[1], sys.argv[2], sys.argv[3].split(), int(sys.argv[4])
+admin_levels = sys.argv[5].split() if len(sys.argv) > 5 else []
 data = {}
 for line in open(results):
     flavor, key, value = line.rstrip("\n").split("\t")
@@ -22,8 +24,8 @@ def num(flavor, key):
         return None
 
 
-def ratio(key, better_low):
-    g, f = num("go", key), num("fleetgate", key)
+def ratio(key, better_low, fg="fleetgate"):
+    g, f = num("go", key), num(fg, key)
     if g is None or f is None or g == 0 or f == 0:
         return "", None
     r = f / g
@@ -36,12 +38,12 @@ def ratio(key, better_low):
 rows = []
 
 
-def row(label, key, unit, better_low, target=None):
-    text, r = ratio(key, better_low)
+def row(label, key, unit, better_low, target=None, fg="fleetgate"):
+    text, r = ratio(key, better_low, fg)
     verdict = ""
     if target is not None and r is not None:
         verdict = "met" if target(r) else "missed"
-    rows.append((label, get("go", key), get("fleetgate", key), unit, text, verdict))
+    rows.append((label, get("go", key), get(fg, key), unit, text, verdict))
 
 
 for n in levels:
@@ -126,6 +128,23 @@ if get("go", "cluster.clients") or get("fleetgate", "cluster.clients"):
                 "", "", "")
     same("cluster: load average (start / connected / inserts done)", "cluster.load")
 
+for n in admin_levels:
+    # Go 0.1.19 has no embedded store: the SQLite rows compare with Go on MariaDB.
+    for fg, store in (("fleetgate", "MariaDB"), ("fleetgate_sqlite", "SQLite (Go: MariaDB)")):
+        if not get(fg, f"admin{n}.insert_p50"):
+            continue
+        at_most_go = lambda r: r <= 1
+        row(f"**admin** via GRR's connector, {n} clients, {store}: InsertMessage p50",
+            f"admin{n}.insert_p50", "ms", True, target=at_most_go, fg=fg)
+        row(f"admin, {n} clients, {store}: InsertMessage p99", f"admin{n}.insert_p99", "ms", True,
+            fg=fg)
+        row(f"admin, {n} clients, {store}: ListClients (all) p50", f"admin{n}.list_p50", "ms",
+            True, target=at_most_go, fg=fg)
+        row(f"admin, {n} clients, {store}: ListClients (all) p99", f"admin{n}.list_p99", "ms",
+            True, fg=fg)
+        rows.append((f"admin, {n} clients, {store}: load average (before / after)",
+                     get("go", f"admin{n}.load"), get(fg, f"admin{n}.load"), "", "", ""))
+
 print("```")
 print(open(machine).read().rstrip())
 print("```")
@@ -138,5 +157,6 @@ for label, g, f, unit, r, verdict in rows:
     print(f"| {label} | {g} | {f} | {unit} | {r} | {verdict} |")
 print()
 print("Targets: RSS per idle client ≤ 1/3 of Go's; upload ≥ 3× Go's; delivery p99 ≤ 1/10 of Go's;"
-      " 50,000 streaming clients with delivery p99 < 100 ms"
+      " 50,000 streaming clients with delivery p99 < 100 ms;"
+      " admin calls through GRR's connector at or below Go's"
       f" (this machine: at most {max_clients} clients per server process, the fd limit).")

@@ -163,6 +163,13 @@ impl Server {
         }
     }
 
+    /// SIGKILL: the process dies at once, without draining or closing its store, as in a crash.
+    pub async fn kill(&mut self) {
+        let mut child = self.child.take().expect("the server is not running");
+        child.start_kill().expect("sending SIGKILL");
+        child.wait().await.expect("waiting for the killed server");
+    }
+
     /// Stops the server if it is running, and starts it again on the same ports and state dir.
     pub async fn restart(&mut self) {
         if self.child.is_some() {

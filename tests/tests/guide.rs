@@ -376,8 +376,8 @@ systemctl() {
 "#;
 
 /// §7: the packages built by the documented script install, create the service user and
-/// directories, provide the `fleetspeak-server` names, and the unit's command line, run as its
-/// user on §2's configuration, serves a real client (§3).
+/// directories, ship man pages and completions, provide the `fleetspeak-server` names, and
+/// the unit's command line, run as its user on §2's configuration, serves a real client (§3).
 #[test]
 fn packages_install_and_the_unit_serves_a_client() {
     let debs = tempfile::tempdir().expect("temp dir");
@@ -411,6 +411,9 @@ fn packages_install_and_the_unit_serves_a_client() {
 getent passwd fleetspeak
 stat -c '%U %a %n' /var/lib/fleetgate /etc/fleetspeak-server/server.services.config
 echo \"fleetspeak-server -> $(readlink /usr/bin/fleetspeak-server)\"
+ls /usr/share/man/man1/fleetgate.1.gz /usr/share/man/man1/fleetgate-admin.1.gz \
+  /usr/share/bash-completion/completions/fleetgate /usr/share/zsh/vendor-completions/_fleetgate \
+  /usr/share/fish/vendor_completions.d/fleetgate.fish
 {SYSTEMCTL}
 ",
         dir = debs.path().display()
@@ -424,6 +427,8 @@ echo \"fleetspeak-server -> $(readlink /usr/bin/fleetspeak-server)\"
         "fleetspeak 750 /var/lib/fleetgate",
         "root 644 /etc/fleetspeak-server/server.services.config",
         "fleetspeak-server -> fleetgate",
+        "/usr/share/man/man1/fleetgate-admin.1.gz",
+        "/usr/share/bash-completion/completions/fleetgate",
     ] {
         assert!(out.contains(expected), "expected {expected:?}:\n{out}");
     }

@@ -75,6 +75,7 @@ pub async fn serve<H: ContactHandler>(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
                     keep_alive(&tcp);
+                    no_delay(&tcp);
                     let conn = connection(tcp, addr, acceptor.clone(), http.clone(), shared.clone());
                     shared.tasks.spawn(conn);
                 }
@@ -108,6 +109,15 @@ fn keep_alive(tcp: &TcpStream) {
         .with_retries(KEEPALIVE_RETRIES);
     if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&probes) {
         tracing::debug!(error = %e, "could not enable TCP keep-alive");
+    }
+}
+
+/// Turns off Nagle's algorithm. A response (or a pushed stream frame) often goes out as more
+/// than one write, TLS records and HTTP framing apart; with Nagle the later ones wait for the
+/// ACK of the first, which the client may delay by up to 40 ms.
+fn no_delay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
     }
 }
 

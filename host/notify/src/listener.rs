@@ -66,6 +66,9 @@ impl Listener {
                     }
                 },
             };
+            // The sender waits for the answer before its next notification on this connection:
+            // with Nagle's algorithm a response written in pieces would wait for its delayed ACK.
+            let _ = tcp.set_nodelay(true);
             let (dispatch, stats, shutdown) = (dispatch.clone(), stats.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let service = service_fn(move |req| {

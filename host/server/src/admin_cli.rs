@@ -20,7 +20,7 @@ use prost::Message as _;
 use tonic::transport::Channel;
 
 use crate::admin_format as fmt;
-use crate::args::{AdminArgs, AdminCommand, Connection, PluginsCommand};
+use crate::args::{AdminArgs, AdminCommand, Connection, NewBroadcast, PluginsCommand};
 
 /// `fleetspeak-admin`'s default address, used when nothing else names one.
 const DEFAULT_ADDR: &str = "localhost:6061";
@@ -102,26 +102,7 @@ pub async fn run(a: AdminArgs) -> Result<String> {
                 .await?;
             Ok(fmt::broadcasts(r.into_inner().broadcasts, json))
         }
-        AdminCommand::Createbroadcast {
-            service,
-            message_type,
-            limit,
-            payload,
-            labels,
-            expires,
-            type_url,
-        } => {
-            let b = NewBroadcast {
-                service,
-                message_type,
-                limit,
-                payload,
-                labels,
-                expires,
-                type_url,
-            };
-            create_broadcast(&mut admin, b, json).await
-        }
+        AdminCommand::Createbroadcast(b) => create_broadcast(&mut admin, b, json).await,
         AdminCommand::Disablebroadcasts { broadcast_ids } => {
             let ids: Vec<_> = parse_ids(&broadcast_ids, BroadcastId::from_hex)?
                 .iter()
@@ -496,17 +477,6 @@ fn payload(arg: Option<&str>) -> Result<Vec<u8>> {
         }
         Some(path) => std::fs::read(path).with_context(|| format!("reading {path}")),
     }
-}
-
-/// `createbroadcast`'s arguments.
-struct NewBroadcast {
-    service: String,
-    message_type: String,
-    limit: String,
-    payload: Option<String>,
-    labels: Option<String>,
-    expires: u64,
-    type_url: Option<String>,
 }
 
 async fn create_broadcast(

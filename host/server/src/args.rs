@@ -279,6 +279,7 @@ pub struct Connection {
   fleetgate admin -admin_addr localhost:4444 listclients
   FLEETGATE_ADMIN=localhost:4444 fleetgate admin --json listclients
   fleetgate admin help insert",
+    arg_required_else_help = true,
     subcommand_value_name = "COMMAND",
     subcommand_help_heading = "Commands"
 )]
@@ -368,25 +369,7 @@ pub enum AdminCommand {
     #[command(after_help = "Examples:
   fleetgate admin createbroadcast TestService Hunt unlimited hunt.bin --labels=client:eu
   echo -n hello | fleetgate admin createbroadcast TestService Hello 100 - --expires 3600")]
-    Createbroadcast {
-        /// Source and destination service
-        service: String,
-        /// The message type
-        message_type: String,
-        /// How many clients at most, or `unlimited`
-        limit: String,
-        /// The payload: a file, `-` for stdin [default: empty]
-        payload: Option<String>,
-        /// Required labels, SERVICE:LABEL,...
-        #[arg(long, value_name = "LABELS")]
-        labels: Option<String>,
-        /// Seconds until the broadcast expires (0: never)
-        #[arg(long, value_name = "SECONDS", default_value_t = 0)]
-        expires: u64,
-        /// Type URL of the payload
-        #[arg(long = "type_url", value_name = "URL")]
-        type_url: Option<String>,
-    },
+    Createbroadcast(NewBroadcast),
     /// Send a message to a client's service (or, to client `server`, a server's)
     #[command(after_help = "Examples:
   fleetgate admin insert 0123456789abcdef TestService ping payload.bin
@@ -483,6 +466,28 @@ pub enum AdminCommand {
     /// The server's plugins: list them, or reload them
     #[command(subcommand, subcommand_value_name = "COMMAND")]
     Plugins(PluginsCommand),
+}
+
+/// `admin createbroadcast`'s arguments.
+#[derive(Args, Debug)]
+pub struct NewBroadcast {
+    /// Source and destination service
+    pub service: String,
+    /// The message type
+    pub message_type: String,
+    /// How many clients at most, or `unlimited`
+    pub limit: String,
+    /// The payload: a file, `-` for stdin [default: empty]
+    pub payload: Option<String>,
+    /// Required labels, SERVICE:LABEL,...
+    #[arg(long, value_name = "LABELS")]
+    pub labels: Option<String>,
+    /// Seconds until the broadcast expires (0: never)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub expires: u64,
+    /// Type URL of the payload
+    #[arg(long = "type_url", value_name = "URL")]
+    pub type_url: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -584,6 +589,7 @@ pub struct LoadgenArgs {
     after_help = "Examples:
   fleetgate plugin new geo-tagger
   fleetgate plugin check geo-tagger/target/wasm32-wasip2/release/geo_tagger.wasm",
+    arg_required_else_help = true,
     subcommand_value_name = "COMMAND"
 )]
 pub struct PluginArgs {
@@ -650,13 +656,10 @@ fn go_conventions(cmd: clap::Command) -> clap::Command {
         .mut_subcommands(go_conventions)
 }
 
-/// Go's `strconv.ParseBool`.
+/// Go's `strconv.ParseBool`, for clap.
 fn go_bool(s: &str) -> Result<bool, String> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        _ => Err(format!("{s:?} is not a boolean (true, false, 1, 0, t, f)")),
-    }
+    fleetgate_config::flags::go_bool(s)
+        .ok_or_else(|| format!("{s:?} is not a boolean (true, false, 1, 0, t, f)"))
 }
 
 /// Rewrites Go-style single-dash long flags (`-components_config x`, `-v=1`) to clap's
@@ -795,7 +798,7 @@ mod tests {
         assert!(a.json);
         assert!(matches!(
             a.command,
-            AdminCommand::Createbroadcast { ref labels, .. } if labels.as_deref() == Some("client:eu")
+            AdminCommand::Createbroadcast(ref b) if b.labels.as_deref() == Some("client:eu")
         ));
     }
 

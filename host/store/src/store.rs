@@ -158,6 +158,12 @@ async fn open_sqlite(url: &str) -> Result<DatabaseConnection> {
         // Each connection to a private in-memory database would see its own empty database.
         (opts, 1)
     } else {
+        // WAL with synchronous=NORMAL: before COMMIT returns, the transaction's pages are in
+        // the -wal file (write(2), so in the kernel's page cache), and a killed process
+        // (SIGKILL, a crash) loses nothing committed (tests/tests/crash.rs). The fsync is left
+        // to checkpoints, so a power cut or kernel crash may roll back the last commits; the
+        // database stays consistent. FULL would fsync every commit (4 ms here, see
+        // docs/BENCHMARKS.md) while transactions take turns.
         (
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal),

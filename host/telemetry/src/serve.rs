@@ -167,6 +167,8 @@ where
                 }
             },
         };
+        // A scraper or health probe waits for the whole answer: no Nagle delay on its pieces.
+        let _ = tcp.set_nodelay(true);
         let (handle, shutdown) = (handle.clone(), shutdown.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| {
