@@ -298,6 +298,7 @@ mod tests {
             labels: vec!["x".into()],
             services: vec![],
             program: None,
+            server: None,
         };
         let out = rewrite_config(
             generated,
