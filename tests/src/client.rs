@@ -298,7 +298,7 @@ mod tests {
             labels: vec!["x".into()],
             services: vec![],
             program: None,
-            server: None,
+            server: Some("127.0.0.1:2".into()),
         };
         let out = rewrite_config(
             generated,
@@ -312,5 +312,6 @@ mod tests {
         assert!(out.contains("configuration_directory: \"/c/config\""));
         assert!(out.contains("state_file: \"/c/state\""));
         assert!(out.contains("streaming: false") && !out.contains("streaming: true"));
+        assert!(out.contains("server: \"127.0.0.1:2\"") && !out.contains("localhost:1"));
     }
 }

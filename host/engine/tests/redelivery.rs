@@ -81,12 +81,18 @@ async fn lost_stream(env: &Env, c: &TestClient, n: usize) -> (Stream, Vec<Messag
     (a, ids)
 }
 
+/// A client whose first stream was handed `n` messages and ended without acking them.
+async fn after_lost_stream(grace: Duration, n: usize) -> (Env, TestClient, Vec<MessageId>) {
+    let env = env(grace).await;
+    let c = TestClient::new();
+    let (a, lost) = lost_stream(&env, &c, n).await;
+    a.close().await;
+    (env, c, lost)
+}
+
 #[tokio::test]
 async fn a_new_stream_gets_what_the_old_one_never_acked() {
-    let env = env(GRACE).await;
-    let c = TestClient::new();
-    let (a, lost) = lost_stream(&env, &c, 1).await;
-    a.close().await;
+    let (env, c, lost) = after_lost_stream(GRACE, 1).await;
     let (b, first) = open(&env, &c, vec![]).await;
     assert!(first.is_empty(), "not during the grace: {first:?}");
     env.tick();
@@ -100,10 +106,7 @@ async fn a_new_stream_gets_what_the_old_one_never_acked() {
 
 #[tokio::test]
 async fn without_a_grace_the_first_frame_carries_them() {
-    let env = env(Duration::ZERO).await;
-    let c = TestClient::new();
-    let (a, lost) = lost_stream(&env, &c, 2).await;
-    a.close().await;
+    let (env, c, lost) = after_lost_stream(Duration::ZERO, 2).await;
     env.tick();
     let (b, mut first) = open(&env, &c, vec![]).await;
     first.sort();
@@ -113,10 +116,7 @@ async fn without_a_grace_the_first_frame_carries_them() {
 
 #[tokio::test]
 async fn acks_carried_over_in_the_first_frame_prevent_the_duplicate() {
-    let env = env(GRACE).await;
-    let c = TestClient::new();
-    let (a, lost) = lost_stream(&env, &c, 2).await;
-    a.close().await;
+    let (env, c, lost) = after_lost_stream(GRACE, 2).await;
     let (b, _) = open(&env, &c, vec![ack(&lost[..1])]).await;
     env.tick();
     assert_eq!(ids_of(&next_batch(&b).await), lost[1..].to_vec());
@@ -126,10 +126,7 @@ async fn acks_carried_over_in_the_first_frame_prevent_the_duplicate() {
 
 #[tokio::test]
 async fn acks_within_the_grace_prevent_the_duplicate() {
-    let env = env(GRACE).await;
-    let c = TestClient::new();
-    let (a, lost) = lost_stream(&env, &c, 1).await;
-    a.close().await;
+    let (env, c, lost) = after_lost_stream(GRACE, 1).await;
     let (b, _) = open(&env, &c, vec![]).await;
     b.frame(wcd(&cd(vec![ack(&lost)]), &c.labels))
         .await
@@ -179,10 +176,7 @@ async fn polls_never_supersede() {
 /// once a newer stream re-leased them.
 #[tokio::test]
 async fn a_redelivered_message_is_the_new_streams() {
-    let env = env(Duration::ZERO).await;
-    let c = TestClient::new();
-    let (a, lost) = lost_stream(&env, &c, 1).await;
-    a.close().await;
+    let (env, c, lost) = after_lost_stream(Duration::ZERO, 1).await;
     env.tick();
     let (b, first) = open(&env, &c, vec![]).await;
     assert_eq!(first, lost);
