@@ -94,7 +94,10 @@ fn check_lists_imports_exports_and_capabilities() {
 
     let err = fleetgate_runtime::check_bytes("junk", b"\0asm\x01\0\0\0").unwrap_err();
     assert!(
-        matches!(err, RuntimeError::World { .. } | RuntimeError::Compile(_)),
+        matches!(
+            err,
+            RuntimeError::World { .. } | RuntimeError::Compile { .. }
+        ),
         "{err:?}"
     );
 }
