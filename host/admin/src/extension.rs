@@ -9,6 +9,7 @@ use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_server::FleetgateAdmin;
 use fleetgate_pb::fleetgate::admin::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::lock::Grant;
 use crate::parse::{self, client_ids};
 use crate::plugins::PluginControl;
 use crate::status::{for_item, from_engine, from_store, invalid, unimplemented};
@@ -58,10 +59,11 @@ impl FleetgateAdmin for ExtensionService {
         &self,
         req: Request<InsertMessagesRequest>,
     ) -> Reply<InsertMessagesResponse> {
+        let grant = Grant::of(&req)?;
         let mut msgs = req.into_inner().messages;
         let mut clients = Vec::new();
         for (i, m) in msgs.iter_mut().enumerate() {
-            let dest = parse::message(m, &self.engine).map_err(|s| for_item(i, s))?;
+            let dest = parse::message(m, &self.engine, &grant).map_err(|s| for_item(i, s))?;
             clients.extend(dest);
         }
         let known = parse::clients_exist(&self.engine, &clients).await?;

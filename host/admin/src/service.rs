@@ -11,6 +11,7 @@ use fleetgate_types::{BroadcastId, MessageId};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::lock::Grant;
 use crate::parse::{self, broadcast_ids, client_id, client_ids, time};
 use crate::status::{from_engine, from_store, invalid};
 
@@ -180,8 +181,9 @@ impl Admin for AdminService {
     }
 
     async fn insert_message(&self, req: Request<Message>) -> Reply<EmptyMessage> {
+        let grant = Grant::of(&req)?;
         let mut m = req.into_inner();
-        let dest = parse::message(&mut m, &self.engine)?;
+        let dest = parse::message(&mut m, &self.engine, &grant)?;
         let known = match dest {
             Some(client) => parse::clients_exist(&self.engine, &[client]).await?,
             None => Vec::new(),

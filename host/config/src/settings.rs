@@ -49,6 +49,19 @@ pub struct Settings {
     pub retention: crate::toml::Retention,
     /// The TOML `[router]`, if any (`fleetgate server --router` sets it for text-format files).
     pub router: Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig>,
+    /// The locked admin listener, from the `--admin_*` flags over the TOML `[admin.tls]`.
+    pub admin_lock: Option<crate::admin_lock::AdminLockSettings>,
+    /// The secret notifications between servers carry and must carry, from
+    /// `--notification_secret_file` or `[notifications] secret_file`; `None`: off, as in Go.
+    pub notification_secret: Option<String>,
+    /// What the TOML file said about both, until [`Settings::load`] applies the flags over it.
+    file_security: FileSecurity,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FileSecurity {
+    admin_lock: crate::admin_lock::AdminLockSource,
+    notification_secret_file: Option<PathBuf>,
 }
 
 /// The files a [`Settings`] was read from.
@@ -171,7 +184,7 @@ impl Settings {
             database: flags.database.clone(),
             state_dir: flags.state_dir.clone(),
         };
-        match &flags.config {
+        let mut s = match &flags.config {
             Some(_) if flags.text_paths_given => Err(ConfigError::Usage(
                 "--config cannot be combined with --components_config or --services_config".into(),
             )),
@@ -179,7 +192,24 @@ impl Settings {
             None => {
                 Self::from_text_files(&flags.components_config, &flags.services_config, &overrides)
             }
+        }?;
+        s.secure(flags)?;
+        Ok(s)
+    }
+
+    /// Applies the locked admin listener's and the notification secret's flags over what the
+    /// file said, and reads the files they name.
+    fn secure(&mut self, flags: &ServerFlags) -> Result<(), ConfigError> {
+        let file = std::mem::take(&mut self.file_security);
+        self.admin_lock = crate::admin_lock::resolve(flags.admin_lock.clone(), file.admin_lock)?;
+        if let Some(path) = flags
+            .notification_secret_file
+            .clone()
+            .or(file.notification_secret_file)
+        {
+            self.notification_secret = Some(crate::admin_lock::read_secret(&path)?);
         }
+        Ok(())
     }
 
     /// Reads and validates the Fleetspeak text-format pair.
@@ -281,6 +311,10 @@ impl Settings {
         )?;
         settings.retention = file.retention;
         settings.router = file.router;
+        settings.file_security = FileSecurity {
+            admin_lock: file.admin_lock,
+            notification_secret_file: file.notification_secret_file,
+        };
         Ok(settings)
     }
 
@@ -312,6 +346,9 @@ impl Settings {
             origin,
             retention: Default::default(),
             router: None,
+            admin_lock: None,
+            notification_secret: None,
+            file_security: FileSecurity::default(),
         })
     }
 

@@ -12,10 +12,11 @@ use fleetgate_pb::fleetspeak::{Address, Message};
 use fleetgate_types::{BroadcastId, ClientId, MessageId};
 use tonic::transport::Channel;
 
+use crate::admin_conn::{TlsIdentity, channel};
 use crate::admin_format as fmt;
 
 pub const USAGE: &str = "\
-usage: fleetgate admin [--admin_addr HOST:PORT] [--json] <command> [args]
+usage: fleetgate admin [--admin_addr HOST:PORT] [--cert C --key K --ca CA] [--json] <command> [args]
 commands (as fleetspeak-admin):
   listclients [<client_id>...]
   listcontacts <client_id> [limit]
@@ -42,6 +43,24 @@ const FLAGS: &[FlagSpec] = &[
         kind: FlagKind::String,
         default: "localhost:6061",
         usage: "admin API address",
+    },
+    FlagSpec {
+        name: "cert",
+        kind: FlagKind::String,
+        default: "",
+        usage: "client certificate (PEM) for a locked admin listener; with --key and --ca",
+    },
+    FlagSpec {
+        name: "key",
+        kind: FlagKind::String,
+        default: "",
+        usage: "private key (PEM) of --cert",
+    },
+    FlagSpec {
+        name: "ca",
+        kind: FlagKind::String,
+        default: "",
+        usage: "CA certificate (PEM) that signed the admin listener's certificate",
     },
     FlagSpec {
         name: "json",
@@ -116,10 +135,11 @@ pub async fn run(args: &[String]) -> Result<String> {
     let o = Opts { before, after };
     let json = o.bool("json");
     let addr = o.value("admin_addr").unwrap_or("localhost:6061");
+    let tls = TlsIdentity::from_flags(o.value("cert"), o.value("key"), o.value("ca"))?;
     if cmd == "plugins" {
-        return plugins(addr, &cargs, json).await;
+        return plugins(channel(addr, tls.as_ref()).await?, &cargs, json).await;
     }
-    let mut admin = connect(addr).await?;
+    let mut admin = connect(addr, tls.as_ref()).await?;
     match (cmd.as_str(), cargs.len()) {
         ("listclients", _) => {
             let ids = parse_ids(&cargs, ClientId::from_hex)?
@@ -223,16 +243,16 @@ pub async fn run(args: &[String]) -> Result<String> {
     }
 }
 
-async fn connect(addr: &str) -> Result<AdminClient<Channel>> {
-    Ok(AdminClient::new(channel(addr).await?).max_decoding_message_size(1 << 30))
+async fn connect(addr: &str, tls: Option<&TlsIdentity>) -> Result<AdminClient<Channel>> {
+    Ok(AdminClient::new(channel(addr, tls).await?).max_decoding_message_size(1 << 30))
 }
 
 /// `plugins list|reload`, on Fleetgate's extension service. A refused reload prints the error
 /// and the plugins that keep running, and fails the command.
-async fn plugins(addr: &str, args: &[String], json: bool) -> Result<String> {
+async fn plugins(channel: Channel, args: &[String], json: bool) -> Result<String> {
     use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_client::FleetgateAdminClient;
     use fleetgate_pb::fleetgate::admin::v1::{ListPluginsRequest, ReloadPluginsRequest};
-    let mut ext = FleetgateAdminClient::new(channel(addr).await?);
+    let mut ext = FleetgateAdminClient::new(channel);
     match args.first().map(String::as_str) {
         Some("list") if args.len() == 1 => {
             let r = ext.list_plugins(ListPluginsRequest {}).await?.into_inner();
@@ -248,21 +268,6 @@ async fn plugins(addr: &str, args: &[String], json: bool) -> Result<String> {
         }
         _ => bail!("usage: fleetgate admin plugins list|reload\n{USAGE}"),
     }
-}
-
-async fn channel(addr: &str) -> Result<Channel> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let channel = Channel::from_shared(uri.clone())
-        .with_context(|| format!("bad admin address {addr}"))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the admin API at {addr}"))?;
-    Ok(channel)
 }
 
 fn parse_ids<T, E: std::error::Error + Send + Sync + 'static>(

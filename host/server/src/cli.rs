@@ -299,6 +299,8 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                     )),
                     None => s.router,
                 },
+                admin_lock: s.admin_lock,
+                notification_secret: s.notification_secret,
             };
             run(settings, shutdown).await
         }

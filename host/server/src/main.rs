@@ -11,7 +11,9 @@
 #![forbid(unsafe_code)]
 
 mod admin_cli;
+mod admin_conn;
 mod admin_format;
+mod admin_lock;
 mod admin_history;
 mod certs;
 mod cli;

@@ -143,6 +143,8 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
             watch: opts.watch_plugins,
         },
         router: opts.router,
+        admin_lock: None,
+        notification_secret: None,
     };
     run(settings, shutdown).await
 }

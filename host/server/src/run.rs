@@ -34,6 +34,10 @@ pub struct RunSettings {
     pub plugins: crate::reload::Options,
     /// The router component in front of the services, if configured.
     pub router: Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig>,
+    /// The locked admin listener (TLS, client certificates, policy), beside `admin_config`'s.
+    pub admin_lock: Option<fleetgate_config::admin_lock::AdminLockSettings>,
+    /// The shared secret of notifications between servers; `None`: off, as in Go.
+    pub notification_secret: Option<String>,
 }
 
 /// Addresses actually bound.
@@ -41,6 +45,8 @@ pub struct RunSettings {
 pub struct Bound {
     pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The locked admin listener, when configured.
+    pub admin_tls: Option<SocketAddr>,
     /// The notification listener, when `notification_listen_address` is set.
     pub notify: Option<SocketAddr>,
     /// `/metrics`, when `stats_config` is set.
@@ -84,7 +90,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     let c = &settings.components;
     let required_label = (!c.required_label.is_empty()).then(|| c.required_label.clone());
     // Bound before the engine exists: its address is what this server's streams record.
-    let notifications = fleetgate_notify::Plan::from_config(c)
+    let notifications = fleetgate_notify::Plan::from_config(c, settings.notification_secret.as_deref())
         .await
         .context("Unable to initialize Fleetspeak server")?;
     let engine = Engine::new(
@@ -142,6 +148,18 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
             fleetgate_frontend::serve(listener, config, engine, token)
                 .await
                 .map_err(|e| anyhow!("client frontend: {e}"))
+        });
+    }
+    if let Some(lock) = &settings.admin_lock {
+        let built = crate::admin_lock::build(lock)?;
+        let listener = bind(&lock.listen_address).await?;
+        bound.admin_tls = listener.local_addr().ok();
+        let (engine, token) = (engine.clone(), shutdown.clone());
+        let plugins: Arc<dyn fleetgate_admin::PluginControl> = plugins.clone();
+        tasks.spawn(async move {
+            fleetgate_admin::serve_locked(listener, built, engine, Some(plugins), token)
+                .await
+                .map_err(|e| anyhow!("locked admin API: {e}"))
         });
     }
     if let Some(admin) = &c.admin_config {
@@ -245,6 +263,9 @@ fn announce(bound: &Bound, ready_file: Option<&PathBuf>) -> Result<()> {
     }
     if let Some(a) = bound.admin {
         text += &format!("admin={a}\n");
+    }
+    if let Some(a) = bound.admin_tls {
+        text += &format!("admin_tls={a}\n");
     }
     if let Some(a) = bound.notify {
         text += &format!("notify={a}\n");
