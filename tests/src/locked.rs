@@ -61,8 +61,8 @@ impl Ca {
         let cert = params
             .signed_by(&key, &self.ca, &self.key)
             .expect("signing");
-        let base = self.dir.join(format!("{}.{file}", self.name));
-        let (cert_path, key_path) = (base.with_extension("crt"), base.with_extension("key"));
+        let cert_path = self.dir.join(format!("{}-{file}.crt", self.name));
+        let key_path = self.dir.join(format!("{}-{file}.key", self.name));
         fs::write(&cert_path, cert.pem()).expect("writing a certificate");
         fs::write(&key_path, key.serialize_pem()).expect("writing a key");
         ClientCert {
@@ -122,6 +122,9 @@ impl LockedServer {
         policy: &str,
         extra: &[String],
     ) -> LockedServer {
+        // Fail early and clearly without the binary or the peers (python with grpcio).
+        env::fleetgate_bin();
+        env::peers_venv();
         let dir = root.path().to_path_buf();
         let server = ca.server();
         let components = "admin_config { listen_address: \"127.0.0.1:0\" }\n\
@@ -202,10 +205,26 @@ impl LockedServer {
         s
     }
 
+    /// The log so far, without terminal colours.
     pub fn log_text(&self) -> String {
-        fs::read(self.root_path.join("server.log"))
+        let raw = fs::read(self.root_path.join("server.log"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI sequence: ESC [ parameters final-letter.
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     pub fn root(&self) -> &Path {
