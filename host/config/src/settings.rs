@@ -507,4 +507,61 @@ mod tests {
             other => panic!("expected read error, got {other:?}"),
         }
     }
+
+    #[test]
+    fn locked_admin_from_toml_with_flags_over_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (f, text) in [
+            ("c.pem", "CERT"),
+            ("k.pem", "KEY"),
+            ("ca.pem", "CA"),
+            ("secret", "abc\n"),
+            (
+                "p.toml",
+                "[[identity]]\nname = \"ops\"\nsubject = \"CN=ops\"\nrpcs = [\"ListClients\"]\n",
+            ),
+        ] {
+            std::fs::write(dir.path().join(f), text).expect("write");
+        }
+        let config = dir.path().join("fleetgate.toml");
+        std::fs::write(
+            &config,
+            "[admin]\nlisten_address = \"127.0.0.1:6061\"\n[admin.tls]\nlisten_address = \"0.0.0.0:6062\"\n\
+             cert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\npolicy_file = \"p.toml\"\n\
+             [notifications]\nsecret_file = \"secret\"\n",
+        )
+        .expect("write");
+        let flags = ServerFlags::parse([format!("--config={}", config.display())]).expect("flags");
+        let s = Settings::load(&flags).expect("valid");
+        let lock = s.admin_lock.expect("locked listener");
+        assert_eq!(lock.listen_address, "0.0.0.0:6062");
+        assert_eq!((lock.cert_pem.as_str(), lock.key_pem.as_str()), ("CERT", "KEY"));
+        assert_eq!(lock.policy.identities[0].name, "ops");
+        assert_eq!(s.notification_secret.as_deref(), Some("abc"));
+        assert_eq!(
+            s.components.admin_config.map(|a| a.listen_address),
+            Some("127.0.0.1:6061".into())
+        );
+        let flags = ServerFlags::parse([
+            format!("--config={}", config.display()),
+            "-admin_tls_addr=127.0.0.1:7000".into(),
+        ])
+        .expect("flags");
+        let s = Settings::load(&flags).expect("valid");
+        assert_eq!(
+            s.admin_lock.map(|l| l.listen_address),
+            Some("127.0.0.1:7000".into())
+        );
+        // A policy error names the policy file and the field.
+        std::fs::write(
+            dir.path().join("p.toml"),
+            "[[identity]]\nname = \"ops\"\nsubject = \"CN=ops\"\nrpcs = [\"ListClient\"]\n",
+        )
+        .expect("write");
+        let e = Settings::load(&flags).expect_err("bad policy").to_string();
+        assert!(
+            e.contains("p.toml:4:") && e.contains("identity[0].rpcs[0]"),
+            "{e}"
+        );
+    }
 }
