@@ -74,8 +74,8 @@ impl Ca {
 
     /// A server certificate for `127.0.0.1` and `localhost`.
     pub fn server(&self) -> ClientCert {
-        let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-            .expect("params");
+        let mut p =
+            CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).expect("params");
         p.distinguished_name
             .push(DnType::CommonName, "fleetgate admin");
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -192,7 +192,10 @@ impl LockedServer {
                 }
             }
             if let Ok(Some(st)) = child.try_wait() {
-                panic!("fleetgate exited with {st}; log:\n{}", tail(&s.log_text(), 40));
+                panic!(
+                    "fleetgate exited with {st}; log:\n{}",
+                    tail(&s.log_text(), 40)
+                );
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),

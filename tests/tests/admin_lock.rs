@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
+use fleetgate_tests::Admin;
 use fleetgate_tests::grr::GrrConnector;
 use fleetgate_tests::locked::{Ca, LockedServer};
 use fleetgate_tests::ports::free_addr;
-use fleetgate_tests::Admin;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SERVICES: &str = "services { name: \"Allowed\" factory: \"NOOP\" }\n\
@@ -78,8 +78,14 @@ async fn locked_port_admits_by_certificate_and_policy() {
         "-notification_secret_file".to_owned(),
         root.path().join("secret").display().to_string(),
     ];
-    let server =
-        LockedServer::start(root, &ca, SERVICES, &policy(&sender.spki_sha256), &secret_flag).await;
+    let server = LockedServer::start(
+        root,
+        &ca,
+        SERVICES,
+        &policy(&sender.spki_sha256),
+        &secret_flag,
+    )
+    .await;
 
     // `fleetgate admin` with an allowed certificate, one not allowed that RPC, an unknown one, one
     // from another CA, and none.
@@ -152,10 +158,16 @@ async fn locked_port_admits_by_certificate_and_policy() {
     // The allowed insert is stored; the refused one is not.
     let plaintext = Admin::connect(server.admin).await.expect("plaintext admin");
     let id = |r: &serde_json::Value| hex::decode(r["id"].as_str().unwrap_or_default()).expect("id");
-    let stored = plaintext.message_status(&id(&results[6])).await.expect("status");
+    let stored = plaintext
+        .message_status(&id(&results[6]))
+        .await
+        .expect("status");
     assert!(stored.creation_time.is_some(), "allowed insert not stored");
     for refused in [&results[2], &results[7]] {
-        let s = plaintext.message_status(&id(refused)).await.expect("status");
+        let s = plaintext
+            .message_status(&id(refused))
+            .await
+            .expect("status");
         assert!(s.creation_time.is_none(), "refused insert stored: {s:?}");
     }
 
@@ -166,18 +178,31 @@ async fn locked_port_admits_by_certificate_and_policy() {
             .any(|l| l.contains("fleetgate::audit") && needles.iter().all(|n| l.contains(n)))
     };
     assert!(
-        audit(&["admin call", "caller=sender", "rpc=\"InsertMessage\"", "outcome=Ok"]),
+        audit(&[
+            "admin call",
+            "caller=sender",
+            "rpc=\"InsertMessage\"",
+            "outcome=Ok"
+        ]),
         "{log}"
     );
     assert!(
-        audit(&["admin call refused", "caller=reader", "BlacklistClient", "PermissionDenied"]),
+        audit(&[
+            "admin call refused",
+            "caller=reader",
+            "BlacklistClient",
+            "PermissionDenied"
+        ]),
         "{log}"
     );
     assert!(
         audit(&["caller=sender", "InsertMessage", "outcome=PermissionDenied"]),
         "{log}"
     );
-    assert!(audit(&["admin call refused", "caller=no certificate"]), "{log}");
+    assert!(
+        audit(&["admin call refused", "caller=no certificate"]),
+        "{log}"
+    );
 
     // The refusal metric, by RPC and code.
     let (code, metrics) = http(
@@ -196,7 +221,10 @@ async fn locked_port_admits_by_certificate_and_policy() {
     // With a secret configured, a notification must carry it.
     assert_eq!(notify(server.notify, None).await, 401);
     assert_eq!(notify(server.notify, Some("wrong")).await, 401);
-    assert_eq!(notify(server.notify, Some("s3cret-between-servers")).await, 200);
+    assert_eq!(
+        notify(server.notify, Some("s3cret-between-servers")).await,
+        200
+    );
 }
 
 #[tokio::test]
@@ -205,7 +233,8 @@ async fn grr_connector_keeps_the_plaintext_port() {
     let ca = Ca::new(root.path(), "admin");
     let sender = ca.client("sender");
     let server = LockedServer::start(root, &ca, SERVICES, &policy(&sender.spki_sha256), &[]).await;
-    let grr = GrrConnector::start(&server.root().join("grr"), "GRR", free_addr(), server.admin).await;
+    let grr =
+        GrrConnector::start(&server.root().join("grr"), "GRR", free_addr(), server.admin).await;
     assert_eq!(grr.list_clients(&[]).await.expect("ListClients"), vec![]);
     // GRR may send anywhere on the plaintext port: the lock is the TLS port's.
     let (id, source) = grr

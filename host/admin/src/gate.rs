@@ -43,7 +43,10 @@ pub const RPCS: &[(&str, bool)] = &[
 ];
 
 /// The services whose paths the gate knows; any other path is an unknown RPC.
-const SERVICES: &[&str] = &["fleetspeak.server.Admin", "fleetgate.admin.v1.FleetgateAdmin"];
+const SERVICES: &[&str] = &[
+    "fleetspeak.server.Admin",
+    "fleetgate.admin.v1.FleetgateAdmin",
+];
 
 /// The method name of a known RPC path (`/fleetspeak.server.Admin/InsertMessage`).
 fn method(path: &str) -> Option<&'static str> {
@@ -133,10 +136,8 @@ impl GateLayer {
             return Err((who, s));
         };
         if method.is_none_or(|m| !rule.rpcs.allows(m)) {
-            let s = status::permission_denied(format!(
-                "identity {:?} may not call {rpc}",
-                rule.name
-            ));
+            let s =
+                status::permission_denied(format!("identity {:?} may not call {rpc}", rule.name));
             let who = Who {
                 caller: rule.name.clone(),
                 peer,

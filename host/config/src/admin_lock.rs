@@ -28,7 +28,10 @@ use crate::error::{ConfigError, TomlError};
 use crate::textproto::{descriptor_pool, line_column};
 
 /// The services whose methods a policy may name.
-pub const ADMIN_SERVICES: &[&str] = &["fleetspeak.server.Admin", "fleetgate.admin.v1.FleetgateAdmin"];
+pub const ADMIN_SERVICES: &[&str] = &[
+    "fleetspeak.server.Admin",
+    "fleetgate.admin.v1.FleetgateAdmin",
+];
 
 /// Where the locked listener listens and what it needs, files already read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +112,9 @@ pub fn resolve(
     let listen_address = s
         .listen_address
         .ok_or_else(|| missing("admin_tls_addr", "listen_address"))?;
-    let cert = s.cert_file.ok_or_else(|| missing("admin_cert", "cert_file"))?;
+    let cert = s
+        .cert_file
+        .ok_or_else(|| missing("admin_cert", "cert_file"))?;
     let key = s.key_file.ok_or_else(|| missing("admin_key", "key_file"))?;
     let ca = s
         .client_ca_file
@@ -203,7 +208,11 @@ pub fn parse_policy(path: &Path, text: &str) -> Result<AdminPolicy, ConfigError>
         })
     })?;
     if file.identity.is_empty() {
-        return Err(ctx.error(0..0, "identity".into(), "no [[identity]]: nobody could call"));
+        return Err(ctx.error(
+            0..0,
+            "identity".into(),
+            "no [[identity]]: nobody could call",
+        ));
     }
     let known = known_methods()?;
     let mut identities: Vec<PolicyIdentity> = Vec::new();
@@ -241,9 +250,7 @@ fn identity(
         return Err(ctx.error(t.name.span(), format!("{key}.name"), "name is empty"));
     }
     let matcher = match (t.subject, t.spki_sha256) {
-        (Some(s), None) if !s.get_ref().trim().is_empty() => {
-            PolicyMatcher::Subject(s.into_inner())
-        }
+        (Some(s), None) if !s.get_ref().trim().is_empty() => PolicyMatcher::Subject(s.into_inner()),
         (Some(s), None) => {
             return Err(ctx.error(s.span(), format!("{key}.subject"), "subject is empty"));
         }
@@ -465,7 +472,10 @@ rpcs = ["ListClients", "fleetgate.admin.v1.FleetgateAdmin/ListPlugins"]
 
     #[test]
     fn flags_win_and_all_five_are_needed() {
-        assert_eq!(resolve(Default::default(), Default::default()).ok(), Some(None));
+        assert_eq!(
+            resolve(Default::default(), Default::default()).ok(),
+            Some(None)
+        );
         let partial = AdminLockSource {
             listen_address: Some("127.0.0.1:0".into()),
             ..Default::default()

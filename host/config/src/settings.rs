@@ -535,7 +535,10 @@ mod tests {
         let s = Settings::load(&flags).expect("valid");
         let lock = s.admin_lock.expect("locked listener");
         assert_eq!(lock.listen_address, "0.0.0.0:6062");
-        assert_eq!((lock.cert_pem.as_str(), lock.key_pem.as_str()), ("CERT", "KEY"));
+        assert_eq!(
+            (lock.cert_pem.as_str(), lock.key_pem.as_str()),
+            ("CERT", "KEY")
+        );
         assert_eq!(lock.policy.identities[0].name, "ops");
         assert_eq!(s.notification_secret.as_deref(), Some("abc"));
         assert_eq!(

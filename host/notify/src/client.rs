@@ -58,10 +58,12 @@ impl HttpNotifier {
     /// Sends `secret` with every notification. A secret that cannot be a header value (checked
     /// when the configuration is loaded) is not sent.
     pub fn with_secret(mut self, secret: Option<&str>) -> Self {
-        self.secret = secret.and_then(|s| http::HeaderValue::from_str(s).ok()).map(|mut v| {
-            v.set_sensitive(true);
-            v
-        });
+        self.secret = secret
+            .and_then(|s| http::HeaderValue::from_str(s).ok())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
         self
     }
 

@@ -37,9 +37,7 @@ impl TlsIdentity {
     }
 
     fn client_config(&self) -> Result<rustls::ClientConfig> {
-        let read = |p: &Path| {
-            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
-        };
+        let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
         let certs = rustls_pemfile::certs(&mut read(&self.cert)?.as_slice())
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("{}: not a PEM certificate", self.cert.display()))?;

@@ -13,8 +13,8 @@
 mod admin_cli;
 mod admin_conn;
 mod admin_format;
-mod admin_lock;
 mod admin_history;
+mod admin_lock;
 mod certs;
 mod cli;
 mod clientconf;

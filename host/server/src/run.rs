@@ -90,9 +90,10 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     let c = &settings.components;
     let required_label = (!c.required_label.is_empty()).then(|| c.required_label.clone());
     // Bound before the engine exists: its address is what this server's streams record.
-    let notifications = fleetgate_notify::Plan::from_config(c, settings.notification_secret.as_deref())
-        .await
-        .context("Unable to initialize Fleetspeak server")?;
+    let notifications =
+        fleetgate_notify::Plan::from_config(c, settings.notification_secret.as_deref())
+            .await
+            .context("Unable to initialize Fleetspeak server")?;
     let engine = Engine::new(
         EngineConfig {
             required_label,

@@ -116,11 +116,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     fn new(tls: TlsStream<TcpStream>, peer: std::net::SocketAddr) -> Self {
-        let leaf = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first());
+        let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
         let identity = leaf.and_then(|der| match Identity::from_der(der) {
             Ok(id) => Some(id),
             // rustls verified it, so this does not happen; treated as no certificate.
