@@ -182,6 +182,7 @@ async fn locked_port_admits_by_certificate_and_policy() {
             "admin call",
             "caller=sender",
             "rpc=\"InsertMessage\"",
+            "what=client= service=\"Allowed\" type=\"Test\"",
             "outcome=Ok"
         ]),
         "{log}"

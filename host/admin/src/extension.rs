@@ -60,6 +60,16 @@ impl FleetgateAdmin for ExtensionService {
         req: Request<InsertMessagesRequest>,
     ) -> Reply<InsertMessagesResponse> {
         let grant = Grant::of(&req)?;
+        Grant::note(&req, |r| {
+            let mut services: Vec<&str> = r
+                .messages
+                .iter()
+                .filter_map(|m| m.destination.as_ref().map(|d| d.service_name.as_str()))
+                .collect();
+            services.sort_unstable();
+            services.dedup();
+            format!("messages={} services={services:?}", r.messages.len())
+        });
         let mut msgs = req.into_inner().messages;
         let mut clients = Vec::new();
         for (i, m) in msgs.iter_mut().enumerate() {
@@ -81,6 +91,19 @@ impl FleetgateAdmin for ExtensionService {
         &self,
         req: Request<PurgePendingMessagesRequest>,
     ) -> Reply<PurgePendingMessagesResponse> {
+        Grant::note(&req, |r| {
+            format!(
+                "clients={} service={:?} type={:?}",
+                // An empty list purges every client's queue.
+                if r.client_ids.is_empty() {
+                    "all".to_owned()
+                } else {
+                    crate::service::hex_list(&r.client_ids)
+                },
+                r.service_name,
+                r.message_type
+            )
+        });
         let req = req.into_inner();
         let older_than = age(req.older_than)?;
         // Empty list: every client. Only nil IDs: none.

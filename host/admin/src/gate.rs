@@ -144,10 +144,7 @@ impl GateLayer {
             };
             return Err((who, s));
         }
-        Ok(Grant {
-            caller: rule.name.clone(),
-            services: rule.services.clone(),
-        })
+        Ok(Grant::new(rule.name.clone(), rule.services.clone()))
     }
 
     fn refused(&self, rpc: &str, code: tonic::Code) {
@@ -220,6 +217,7 @@ where
         };
         let peer = peer_of(&req);
         let caller = grant.caller.clone();
+        let noted = grant.clone();
         req.extensions_mut().insert(grant);
         // The clone that was made ready serves this call (tower's usual dance).
         let clone = self.inner.clone();
@@ -241,6 +239,7 @@ where
                     %caller,
                     %peer,
                     rpc,
+                    what = %noted.detail(),
                     outcome = ?code,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "admin call"

@@ -2,6 +2,7 @@
 //! subject or SPKI hash), the RPCs it may call, and where its inserted messages may go.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use tonic::Status;
 
@@ -75,14 +76,36 @@ pub struct Grant {
     /// The rule's name, or `plaintext` on the unauthenticated listener.
     pub caller: String,
     pub services: Services,
+    /// What a mutating handler says it is about to change, for the gate's audit line.
+    pub(crate) detail: Arc<Mutex<String>>,
 }
 
 impl Grant {
     pub(crate) fn unrestricted(caller: impl Into<String>) -> Self {
+        Self::new(caller.into(), Services::Any)
+    }
+
+    pub(crate) fn new(caller: String, services: Services) -> Self {
         Self {
-            caller: caller.into(),
-            services: Services::Any,
+            caller,
+            services,
+            detail: Arc::default(),
         }
+    }
+
+    /// Records what a mutating call is about (`client=… service=…`) for its audit line.
+    pub(crate) fn note<T>(req: &tonic::Request<T>, detail: impl FnOnce(&T) -> String) {
+        if let Some(g) = req.extensions().get::<Grant>() {
+            let text = detail(req.get_ref());
+            *g.detail.lock().unwrap_or_else(|p| p.into_inner()) = text;
+        }
+    }
+
+    pub(crate) fn detail(&self) -> String {
+        self.detail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The grant of a request; a request that did not pass the gate may do nothing.
