@@ -56,14 +56,7 @@ pub async fn serve(
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "admin API listening (plaintext)");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let gate = gate::GateLayer::new(gate::Mode::Open, engine.clone());
-    let (admin, extension) = services(engine, plugins);
-    tonic::transport::Server::builder()
-        .layer(gate)
-        .add_service(admin)
-        .add_service(extension)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+    serve_incoming(incoming, gate::Mode::Open, engine, plugins, shutdown).await
 }
 
 /// Serves both admin services over TLS on `listener`, each call checked against `lock`'s policy.
@@ -77,28 +70,38 @@ pub async fn serve_locked(
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "admin API listening (TLS, client certificates)");
     let incoming = lock::incoming(listener, lock.acceptor.clone(), shutdown.clone());
-    let gate = gate::GateLayer::new(gate::Mode::Locked(lock.policy.clone()), engine.clone());
-    let (admin, extension) = services(engine, plugins);
-    tonic::transport::Server::builder()
-        .layer(gate)
-        .add_service(admin)
-        .add_service(extension)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+    let mode = gate::Mode::Locked(lock.policy.clone());
+    serve_incoming(incoming, mode, engine, plugins, shutdown).await
 }
 
-fn services(
+async fn serve_incoming<I, IO, IE>(
+    incoming: I,
+    mode: gate::Mode,
     engine: Engine,
     plugins: Option<Arc<dyn PluginControl>>,
-) -> (
-    AdminServer<AdminService>,
-    FleetgateAdminServer<ExtensionService>,
-) {
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error>
+where
+    I: futures::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let gate = gate::GateLayer::new(mode, engine.clone());
     let admin = AdminServer::new(AdminService::new(engine.clone()))
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(usize::MAX);
     let extension = FleetgateAdminServer::new(ExtensionService::new(engine, plugins))
         .max_decoding_message_size(MAX_REQUEST)
         .max_encoding_message_size(usize::MAX);
-    (admin, extension)
+    tonic::transport::Server::builder()
+        .layer(gate)
+        .add_service(admin)
+        .add_service(extension)
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
 }
