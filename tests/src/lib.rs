@@ -25,6 +25,7 @@ pub mod fleet;
 pub mod fleet_client;
 pub mod grr;
 pub mod haproxy;
+pub mod locked;
 pub mod mariadb;
 pub mod node;
 pub mod pki;

@@ -9,6 +9,7 @@ use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_server::FleetgateAdmin;
 use fleetgate_pb::fleetgate::admin::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::lock::Grant;
 use crate::parse::{self, client_ids};
 use crate::plugins::PluginControl;
 use crate::status::{for_item, from_engine, from_store, invalid, unimplemented};
@@ -58,10 +59,21 @@ impl FleetgateAdmin for ExtensionService {
         &self,
         req: Request<InsertMessagesRequest>,
     ) -> Reply<InsertMessagesResponse> {
+        let grant = Grant::of(&req)?;
+        Grant::note(&req, |r| {
+            let mut services: Vec<&str> = r
+                .messages
+                .iter()
+                .filter_map(|m| m.destination.as_ref().map(|d| d.service_name.as_str()))
+                .collect();
+            services.sort_unstable();
+            services.dedup();
+            format!("messages={} services={services:?}", r.messages.len())
+        });
         let mut msgs = req.into_inner().messages;
         let mut clients = Vec::new();
         for (i, m) in msgs.iter_mut().enumerate() {
-            let dest = parse::message(m, &self.engine).map_err(|s| for_item(i, s))?;
+            let dest = parse::message(m, &self.engine, &grant).map_err(|s| for_item(i, s))?;
             clients.extend(dest);
         }
         let known = parse::clients_exist(&self.engine, &clients).await?;
@@ -79,6 +91,19 @@ impl FleetgateAdmin for ExtensionService {
         &self,
         req: Request<PurgePendingMessagesRequest>,
     ) -> Reply<PurgePendingMessagesResponse> {
+        Grant::note(&req, |r| {
+            format!(
+                "clients={} service={:?} type={:?}",
+                // An empty list purges every client's queue.
+                if r.client_ids.is_empty() {
+                    "all".to_owned()
+                } else {
+                    crate::service::hex_list(&r.client_ids)
+                },
+                r.service_name,
+                r.message_type
+            )
+        });
         let req = req.into_inner();
         let older_than = age(req.older_than)?;
         // Empty list: every client. Only nil IDs: none.

@@ -13,6 +13,7 @@ use fleetgate_types::{BroadcastId, ClientId, MessageId};
 use prost::Message as _;
 use tonic::Status;
 
+use crate::lock::Grant;
 use crate::status::{from_store, invalid, not_found};
 
 /// A message for one client may not exceed this size, as in the original.
@@ -49,15 +50,22 @@ pub(crate) fn time(ts: Option<&prost_types::Timestamp>, what: &str) -> Result<Sy
         .ok_or_else(|| invalid(format!("{what} is missing or invalid")))
 }
 
-/// Checks a message to insert and completes it (ID and creation time, so its size is final).
-/// Returns its destination client, if any.
-pub(crate) fn message(m: &mut Message, engine: &Engine) -> Result<Option<ClientId>, Status> {
-    if m.destination
+/// Checks a message to insert, that `grant` may address its service, and completes it (ID and
+/// creation time, so its size is final). Returns its destination client, if any.
+pub(crate) fn message(
+    m: &mut Message,
+    engine: &Engine,
+    grant: &Grant,
+) -> Result<Option<ClientId>, Status> {
+    let Some(service) = m
+        .destination
         .as_ref()
-        .is_none_or(|d| d.service_name.is_empty())
-    {
+        .map(|d| d.service_name.as_str())
+        .filter(|s| !s.is_empty())
+    else {
         return Err(invalid("message must have Destination"));
-    }
+    };
+    grant.may_send_to(service)?;
     if m.source.as_ref().is_none_or(|s| s.service_name.is_empty()) {
         return Err(invalid("message must have Source"));
     }

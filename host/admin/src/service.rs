@@ -11,6 +11,7 @@ use fleetgate_types::{BroadcastId, MessageId};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::lock::Grant;
 use crate::parse::{self, broadcast_ids, client_id, client_ids, time};
 use crate::status::{from_engine, from_store, invalid};
 
@@ -32,6 +33,17 @@ impl AdminService {
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn create_broadcast(&self, req: Request<CreateBroadcastRequest>) -> Reply<EmptyMessage> {
+        Grant::note(&req, |r| {
+            let b = r.broadcast.as_ref();
+            format!(
+                "service={:?} type={:?} limit={}",
+                b.and_then(|b| b.source.as_ref())
+                    .map(|s| s.service_name.as_str())
+                    .unwrap_or_default(),
+                b.map(|b| b.message_type.as_str()).unwrap_or_default(),
+                r.limit
+            )
+        });
         let req = req.into_inner();
         let mut b = req
             .broadcast
@@ -72,6 +84,9 @@ impl Admin for AdminService {
         &self,
         req: Request<DisableBroadcastsRequest>,
     ) -> Reply<EmptyMessage> {
+        Grant::note(&req, |r| {
+            format!("broadcasts={}", hex_list(&r.broadcast_ids))
+        });
         // Every ID is checked before anything changes; nil IDs match nothing.
         let ids = broadcast_ids(&req.into_inner().broadcast_ids)?;
         self.engine
@@ -180,8 +195,18 @@ impl Admin for AdminService {
     }
 
     async fn insert_message(&self, req: Request<Message>) -> Reply<EmptyMessage> {
+        let grant = Grant::of(&req)?;
+        Grant::note(&req, |m| {
+            let d = m.destination.as_ref();
+            format!(
+                "client={} service={:?} type={:?}",
+                hex::encode(d.map(|d| d.client_id.as_slice()).unwrap_or_default()),
+                d.map(|d| d.service_name.as_str()).unwrap_or_default(),
+                m.message_type
+            )
+        });
         let mut m = req.into_inner();
-        let dest = parse::message(&mut m, &self.engine)?;
+        let dest = parse::message(&mut m, &self.engine, &grant)?;
         let known = match dest {
             Some(client) => parse::clients_exist(&self.engine, &[client]).await?,
             None => Vec::new(),
@@ -197,6 +222,7 @@ impl Admin for AdminService {
         &self,
         req: Request<DeletePendingMessagesRequest>,
     ) -> Reply<EmptyMessage> {
+        Grant::note(&req, |r| format!("clients={}", hex_list(&r.client_ids)));
         let ids = client_ids(&req.into_inner().client_ids)?.unwrap_or_default();
         if !ids.is_empty() {
             self.engine
@@ -249,6 +275,14 @@ impl Admin for AdminService {
     }
 
     async fn store_file(&self, req: Request<StoreFileRequest>) -> Reply<EmptyMessage> {
+        Grant::note(&req, |r| {
+            format!(
+                "service={:?} file={:?} bytes={}",
+                r.service_name,
+                r.file_name,
+                r.data.len()
+            )
+        });
         let req = req.into_inner();
         if req.service_name.is_empty() || req.file_name.is_empty() {
             return Err(invalid("file must have service_name and file_name"));
@@ -262,6 +296,9 @@ impl Admin for AdminService {
     }
 
     async fn delete_file(&self, req: Request<DeleteFileRequest>) -> Reply<EmptyMessage> {
+        Grant::note(&req, |r| {
+            format!("service={:?} file={:?}", r.service_name, r.file_name)
+        });
         let req = req.into_inner();
         if req.service_name.is_empty() || req.file_name.is_empty() {
             return Err(invalid("file must have service_name and file_name"));
@@ -279,6 +316,7 @@ impl Admin for AdminService {
     }
 
     async fn blacklist_client(&self, req: Request<BlacklistClientRequest>) -> Reply<EmptyMessage> {
+        Grant::note(&req, |r| format!("client={}", hex::encode(&r.client_id)));
         if let Some(id) = client_id(&req.into_inner().client_id)? {
             self.engine
                 .store()
@@ -320,4 +358,14 @@ impl Admin for AdminService {
             records,
         }))
     }
+}
+
+/// IDs for an audit line: the first few in hex, and how many in all.
+pub(crate) fn hex_list(ids: &[Vec<u8>]) -> String {
+    const SHOWN: usize = 4;
+    let mut text: Vec<String> = ids.iter().take(SHOWN).map(hex::encode).collect();
+    if ids.len() > SHOWN {
+        text.push(format!("… ({} in all)", ids.len()));
+    }
+    format!("[{}]", text.join(","))
 }

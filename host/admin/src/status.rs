@@ -9,6 +9,8 @@
 //! | destination client unknown; store lookup found nothing | `NOT_FOUND` |
 //! | feature the store does not support (broadcast groups); no plugin runtime | `UNIMPLEMENTED` |
 //! | broadcast disabled or allocation gone | `FAILED_PRECONDITION` |
+//! | locked listener: no client certificate, or one the policy does not name | `UNAUTHENTICATED` |
+//! | locked listener: a known identity calling an RPC or addressing a service it may not | `PERMISSION_DENIED` |
 //! | database failure a retry may fix | `UNAVAILABLE` |
 //! | any other database failure | `INTERNAL` |
 
@@ -26,6 +28,14 @@ pub fn not_found(msg: impl Into<String>) -> Status {
 
 pub fn unimplemented(msg: impl Into<String>) -> Status {
     Status::unimplemented(msg)
+}
+
+pub fn unauthenticated(msg: impl Into<String>) -> Status {
+    Status::unauthenticated(msg)
+}
+
+pub fn permission_denied(msg: impl Into<String>) -> Status {
+    Status::permission_denied(msg)
 }
 
 /// Names the item of a batch a status is about, keeping its code.

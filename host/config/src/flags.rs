@@ -116,6 +116,42 @@ pub const SERVER_FLAGS: &[FlagSpec] = &[
         default: crate::settings::DEFAULT_STATE_DIR,
         usage: "directory for Fleetgate's own state (default SQLite database)",
     },
+    FlagSpec {
+        name: "admin_tls_addr",
+        kind: FlagKind::String,
+        default: "",
+        usage: "serve the admin API over TLS with client certificates here (beside admin_config's plaintext listener)",
+    },
+    FlagSpec {
+        name: "admin_cert",
+        kind: FlagKind::String,
+        default: "",
+        usage: "PEM certificate chain of the locked admin listener",
+    },
+    FlagSpec {
+        name: "admin_key",
+        kind: FlagKind::String,
+        default: "",
+        usage: "PEM private key of the locked admin listener",
+    },
+    FlagSpec {
+        name: "admin_client_ca",
+        kind: FlagKind::String,
+        default: "",
+        usage: "PEM CA certificate(s) that sign admin clients' certificates",
+    },
+    FlagSpec {
+        name: "admin_policy",
+        kind: FlagKind::String,
+        default: "",
+        usage: "TOML policy: which identity may call which admin RPCs and insert to which services",
+    },
+    FlagSpec {
+        name: "notification_secret_file",
+        kind: FlagKind::String,
+        default: "",
+        usage: "file holding a shared secret: notifications between servers must carry it (off by default)",
+    },
 ];
 
 /// A command-line error, with Go's texts.
@@ -297,6 +333,10 @@ pub struct ServerFlags {
     pub database: Option<String>,
     /// `--state_dir` override.
     pub state_dir: Option<PathBuf>,
+    /// `--admin_tls_addr`, `--admin_cert`, `--admin_key`, `--admin_client_ca`, `--admin_policy`.
+    pub admin_lock: crate::admin_lock::AdminLockSource,
+    /// `--notification_secret_file`.
+    pub notification_secret_file: Option<PathBuf>,
     /// glog switches.
     pub log: LogFlags,
     /// Arguments after the flags (the server takes none).
@@ -338,6 +378,14 @@ impl ServerFlags {
             config: flags.value("config").map(PathBuf::from),
             database: flags.value("database").map(str::to_owned),
             state_dir: flags.value("state_dir").map(PathBuf::from),
+            admin_lock: crate::admin_lock::AdminLockSource {
+                listen_address: flags.value("admin_tls_addr").map(str::to_owned),
+                cert_file: flags.value("admin_cert").map(PathBuf::from),
+                key_file: flags.value("admin_key").map(PathBuf::from),
+                client_ca_file: flags.value("admin_client_ca").map(PathBuf::from),
+                policy_file: flags.value("admin_policy").map(PathBuf::from),
+            },
+            notification_secret_file: flags.value("notification_secret_file").map(PathBuf::from),
             log: flags.log(),
             args: flags.args.clone(),
             flags,

@@ -10,6 +10,7 @@
 //! | [`dsn`] | go-sql-driver MySQL DSNs → `mysql://` URLs |
 //! | [`validate`] | the original's checks, order and texts; defaults for services |
 //! | [`settings`] | choosing the source, database resolution, [`Settings`] |
+//! | [`admin_lock`] | the locked admin listener's settings and its policy file |
 //! | [`duration`] | Go duration strings (`30s`, `1m30s`) |
 //! | [`error`] | [`ConfigError`] and its parts |
 //!
@@ -32,6 +33,7 @@
 //! configs and PEM files named by the TOML file).
 #![forbid(unsafe_code)]
 
+pub mod admin_lock;
 pub mod dsn;
 pub mod duration;
 pub mod error;

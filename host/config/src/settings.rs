@@ -49,6 +49,19 @@ pub struct Settings {
     pub retention: crate::toml::Retention,
     /// The TOML `[router]`, if any (`fleetgate server --router` sets it for text-format files).
     pub router: Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig>,
+    /// The locked admin listener, from the `--admin_*` flags over the TOML `[admin.tls]`.
+    pub admin_lock: Option<crate::admin_lock::AdminLockSettings>,
+    /// The secret notifications between servers carry and must carry, from
+    /// `--notification_secret_file` or `[notifications] secret_file`; `None`: off, as in Go.
+    pub notification_secret: Option<String>,
+    /// What the TOML file said about both, until [`Settings::load`] applies the flags over it.
+    file_security: FileSecurity,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct FileSecurity {
+    admin_lock: crate::admin_lock::AdminLockSource,
+    notification_secret_file: Option<PathBuf>,
 }
 
 /// The files a [`Settings`] was read from.
@@ -322,7 +335,7 @@ impl Settings {
             database: flags.database.clone(),
             state_dir: flags.state_dir.clone(),
         };
-        match &flags.config {
+        let mut s = match &flags.config {
             Some(_) if flags.text_paths_given => Err(ConfigError::Usage(
                 "--config cannot be combined with --components_config or --services_config".into(),
             )),
@@ -330,7 +343,24 @@ impl Settings {
             None => {
                 Self::from_text_files(&flags.components_config, &flags.services_config, &overrides)
             }
+        }?;
+        s.secure(flags)?;
+        Ok(s)
+    }
+
+    /// Applies the locked admin listener's and the notification secret's flags over what the
+    /// file said, and reads the files they name.
+    fn secure(&mut self, flags: &ServerFlags) -> Result<(), ConfigError> {
+        let file = std::mem::take(&mut self.file_security);
+        self.admin_lock = crate::admin_lock::resolve(flags.admin_lock.clone(), file.admin_lock)?;
+        if let Some(path) = flags
+            .notification_secret_file
+            .clone()
+            .or(file.notification_secret_file)
+        {
+            self.notification_secret = Some(crate::admin_lock::read_secret(&path)?);
         }
+        Ok(())
     }
 
     /// Reads and validates the Fleetspeak text-format pair.
@@ -432,6 +462,10 @@ impl Settings {
         )?;
         settings.retention = file.retention;
         settings.router = file.router;
+        settings.file_security = FileSecurity {
+            admin_lock: file.admin_lock,
+            notification_secret_file: file.notification_secret_file,
+        };
         Ok(settings)
     }
 
@@ -469,6 +503,9 @@ impl Settings {
             origin,
             retention: Default::default(),
             router: None,
+            admin_lock: None,
+            notification_secret: None,
+            file_security: FileSecurity::default(),
         })
     }
 
@@ -667,5 +704,65 @@ mod tests {
             Err(ConfigError::Read { path, .. }) => assert_eq!(path, Path::new("/nonexistent/s")),
             other => panic!("expected read error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn locked_admin_from_toml_with_flags_over_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (f, text) in [
+            ("c.pem", "CERT"),
+            ("k.pem", "KEY"),
+            ("ca.pem", "CA"),
+            ("secret", "abc\n"),
+            (
+                "p.toml",
+                "[[identity]]\nname = \"ops\"\nsubject = \"CN=ops\"\nrpcs = [\"ListClients\"]\n",
+            ),
+        ] {
+            std::fs::write(dir.path().join(f), text).expect("write");
+        }
+        let config = dir.path().join("fleetgate.toml");
+        std::fs::write(
+            &config,
+            "[admin]\nlisten_address = \"127.0.0.1:6061\"\n[admin.tls]\nlisten_address = \"0.0.0.0:6062\"\n\
+             cert_file = \"c.pem\"\nkey_file = \"k.pem\"\nclient_ca_file = \"ca.pem\"\npolicy_file = \"p.toml\"\n\
+             [notifications]\nsecret_file = \"secret\"\n",
+        )
+        .expect("write");
+        let flags = ServerFlags::parse([format!("--config={}", config.display())]).expect("flags");
+        let s = Settings::load(&flags).expect("valid");
+        let lock = s.admin_lock.expect("locked listener");
+        assert_eq!(lock.listen_address, "0.0.0.0:6062");
+        assert_eq!(
+            (lock.cert_pem.as_str(), lock.key_pem.as_str()),
+            ("CERT", "KEY")
+        );
+        assert_eq!(lock.policy.identities[0].name, "ops");
+        assert_eq!(s.notification_secret.as_deref(), Some("abc"));
+        assert_eq!(
+            s.components.admin_config.map(|a| a.listen_address),
+            Some("127.0.0.1:6061".into())
+        );
+        let flags = ServerFlags::parse([
+            format!("--config={}", config.display()),
+            "-admin_tls_addr=127.0.0.1:7000".into(),
+        ])
+        .expect("flags");
+        let s = Settings::load(&flags).expect("valid");
+        assert_eq!(
+            s.admin_lock.map(|l| l.listen_address),
+            Some("127.0.0.1:7000".into())
+        );
+        // A policy error names the policy file and the field.
+        std::fs::write(
+            dir.path().join("p.toml"),
+            "[[identity]]\nname = \"ops\"\nsubject = \"CN=ops\"\nrpcs = [\"ListClient\"]\n",
+        )
+        .expect("write");
+        let e = Settings::load(&flags).expect_err("bad policy").to_string();
+        assert!(
+            e.contains("p.toml:4:") && e.contains("identity[0].rpcs[0]"),
+            "{e}"
+        );
     }
 }

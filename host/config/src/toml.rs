@@ -85,6 +85,10 @@ pub struct TomlSettings {
     /// `[router]`: the component that sees every client message before its service (same keys
     /// as `[services.wasm]`; grants are router capabilities: `log`, `metrics`, `clock`, `clients`).
     pub router: Option<WasmConfig>,
+    /// `[admin.tls]`, paths resolved.
+    pub admin_lock: crate::admin_lock::AdminLockSource,
+    /// `[notifications] secret_file`, resolved.
+    pub notification_secret_file: Option<PathBuf>,
 }
 
 /// How long to keep old rows; zero keeps them forever (the default).
@@ -187,10 +191,13 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
         text,
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
     };
+    let (admin_config, admin_lock) = match file.admin {
+        None => (None, Default::default()),
+        Some(a) => admin(&ctx, a)?,
+    };
+    let mut notification_secret_file = None;
     let mut components = components::Config {
-        admin_config: file.admin.map(|a| components::AdminConfig {
-            listen_address: a.listen_address,
-        }),
+        admin_config,
         stats_config: file
             .stats
             .map(|s| components::StatsConfig { address: s.address }),
@@ -203,6 +210,7 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
         components.notification_listen_address = n.listen_address;
         components.notification_public_address = n.public_address;
         components.notification_use_http_notifier = n.use_http_notifier;
+        notification_secret_file = n.secret_file.map(|p| ctx.resolve(&p));
     }
     if let Some(https) = file.https {
         let span = https.span();
@@ -245,7 +253,45 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
         state_dir: file.state_dir.map(|p| ctx.resolve(&p)),
         retention,
         router: file.router.map(|w| wasm_config(&ctx, w)),
+        admin_lock,
+        notification_secret_file,
     })
+}
+
+/// `[admin]`: the plaintext listener, the locked one (`[admin.tls]`), or both.
+fn admin(
+    ctx: &Ctx<'_>,
+    a: Spanned<AdminToml>,
+) -> Result<
+    (
+        Option<components::AdminConfig>,
+        crate::admin_lock::AdminLockSource,
+    ),
+    ConfigError,
+> {
+    let span = a.span();
+    let a = a.into_inner();
+    if a.listen_address.is_none() && a.tls.is_none() {
+        return Err(ctx.error(
+            span,
+            "admin",
+            "[admin] needs listen_address (plaintext), [admin.tls] (locked), or both",
+        ));
+    }
+    let plaintext = a
+        .listen_address
+        .map(|listen_address| components::AdminConfig { listen_address });
+    let lock = a
+        .tls
+        .map(|t| crate::admin_lock::AdminLockSource {
+            listen_address: Some(t.listen_address),
+            cert_file: Some(ctx.resolve(&t.cert_file)),
+            key_file: Some(ctx.resolve(&t.key_file)),
+            client_ca_file: Some(ctx.resolve(&t.client_ca_file)),
+            policy_file: Some(ctx.resolve(&t.policy_file)),
+        })
+        .unwrap_or_default();
+    Ok((plaintext, lock))
 }
 
 /// A `[services.wasm]` or `[router]` table; a component path is relative to the file.

@@ -156,3 +156,34 @@ fn binary_entry_point() {
     let settings = Settings::load(&flags).expect("settings");
     assert_eq!(settings.state_dir, dir.path());
 }
+
+#[test]
+fn admin_policy_example() {
+    use fleetgate_config::admin_lock::{PolicyMatcher, parse_policy};
+    let path = configs().join("admin-policy.toml");
+    let text = std::fs::read_to_string(&path).expect("admin-policy.toml");
+    let p = parse_policy(&path, &text).expect("admin-policy.toml");
+    let names: Vec<&str> = p.identities.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["ops", "dashboard", "deployer"]);
+    assert_eq!(
+        (&p.identities[0].rpcs, &p.identities[0].services),
+        (&None, &None)
+    );
+    let dashboard = &p.identities[1];
+    assert!(
+        dashboard
+            .rpcs
+            .as_ref()
+            .is_some_and(|r| r.contains("ListPlugins"))
+    );
+    assert_eq!(dashboard.services.as_ref().map(|s| s.len()), Some(0));
+    let deployer = &p.identities[2];
+    assert!(matches!(deployer.matcher, PolicyMatcher::SpkiSha256(_)));
+    assert_eq!(
+        deployer
+            .services
+            .as_ref()
+            .map(|s| s.iter().cloned().collect::<Vec<_>>()),
+        Some(vec!["Deploy".to_owned()])
+    );
+}

@@ -34,6 +34,8 @@ pub struct HttpNotifier {
     timeout: Duration,
     stats: Arc<Stats>,
     pool: Client<HttpConnector, Empty<Bytes>>,
+    /// Sent in [`SECRET_HEADER`](crate::SECRET_HEADER) when the servers share one.
+    secret: Option<http::HeaderValue>,
 }
 
 impl HttpNotifier {
@@ -49,7 +51,20 @@ impl HttpNotifier {
             timeout,
             stats,
             pool,
+            secret: None,
         }
+    }
+
+    /// Sends `secret` with every notification. A secret that cannot be a header value (checked
+    /// when the configuration is loaded) is not sent.
+    pub fn with_secret(mut self, secret: Option<&str>) -> Self {
+        self.secret = secret
+            .and_then(|s| http::HeaderValue::from_str(s).ok())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        self
     }
 
     /// Sends one notification. The response status is not looked at (Go counts a 404 as
@@ -65,8 +80,11 @@ impl HttpNotifier {
         let uri: http::Uri = format!("http://{target}/client/{}", client.to_hex())
             .parse()
             .map_err(|e| format!("not a host:port: {e}"))?;
-        let req = http::Request::post(uri)
-            .header(http::header::CONTENT_LENGTH, "0")
+        let mut req = http::Request::post(uri).header(http::header::CONTENT_LENGTH, "0");
+        if let Some(secret) = &self.secret {
+            req = req.header(crate::SECRET_HEADER, secret.clone());
+        }
+        let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("building the request: {e}"))?;
         let resp = self.pool.request(req).await.map_err(|e| chain(&e))?;

@@ -25,6 +25,10 @@ pub use client::{HttpNotifier, InProcessNotifier};
 pub use listener::Listener;
 pub use plan::Plan;
 
+/// The header carrying the shared secret, when one is configured: the notifier sends it and the
+/// listener refuses a notification without it (401). Off by default, so Go servers can notify.
+pub const SECRET_HEADER: &str = "x-fleetgate-notification-secret";
+
 /// Wakes the local stream of a client; returns whether this server holds one.
 pub type Dispatch = Arc<dyn Fn(ClientId) -> bool + Send + Sync>;
 
@@ -55,6 +59,8 @@ pub struct Stats {
     pub received: AtomicU64,
     /// Received notifications for a client whose stream this server holds.
     pub dispatched: AtomicU64,
+    /// Notifications refused because they lacked the configured secret.
+    pub unauthorized: AtomicU64,
 }
 
 impl Stats {
@@ -72,6 +78,10 @@ impl Stats {
 
     pub fn dispatched(&self) -> u64 {
         self.dispatched.load(Ordering::Relaxed)
+    }
+
+    pub fn unauthorized(&self) -> u64 {
+        self.unauthorized.load(Ordering::Relaxed)
     }
 
     fn bump(counter: &AtomicU64) {

@@ -22,6 +22,8 @@ use crate::{Dispatch, NotifyError, Stats};
 pub struct Listener {
     tcp: TcpListener,
     local: SocketAddr,
+    /// When set, a notification must carry it in [`SECRET_HEADER`](crate::SECRET_HEADER).
+    secret: Option<Arc<str>>,
 }
 
 impl Listener {
@@ -43,7 +45,17 @@ impl Listener {
             address: address.to_owned(),
             source,
         })?;
-        Ok(Self { tcp, local })
+        Ok(Self {
+            tcp,
+            local,
+            secret: None,
+        })
+    }
+
+    /// Refuses notifications that do not carry `secret` (none: every one is accepted, as in Go).
+    pub fn with_secret(mut self, secret: Option<String>) -> Self {
+        self.secret = secret.map(Arc::from);
+        self
     }
 
     /// The bound address in Go's `host:port` form (`[::]:8080`, `127.0.0.1:41234`).
@@ -70,9 +82,17 @@ impl Listener {
             // with Nagle's algorithm a response written in pieces would wait for its delayed ACK.
             let _ = tcp.set_nodelay(true);
             let (dispatch, stats, shutdown) = (dispatch.clone(), stats.clone(), shutdown.clone());
+            let secret = self.secret.clone();
             tasks.spawn(async move {
                 let service = service_fn(move |req| {
-                    let reply = handle(&req, &dispatch, &stats);
+                    let reply = match authorized(&req, secret.as_deref()) {
+                        true => handle(&req, &dispatch, &stats),
+                        false => {
+                            Stats::bump(&stats.unauthorized);
+                            tracing::warn!(%peer, path = req.uri().path(), "notification refused: the shared secret is missing or wrong");
+                            text_reply(StatusCode::UNAUTHORIZED, "notification secret missing or wrong")
+                        }
+                    };
                     async move { Ok::<_, Infallible>(reply) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -90,6 +110,17 @@ impl Listener {
         // Requests are answered at once; do not wait for idle keep-alive connections.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tasks.wait()).await;
     }
+}
+
+/// Whether a request carries the secret, when one is required. Compared in constant time, so the
+/// answer's timing does not reveal how much of a guess was right.
+pub fn authorized<B>(req: &Request<B>, secret: Option<&str>) -> bool {
+    let Some(secret) = secret else { return true };
+    let Some(given) = req.headers().get(crate::SECRET_HEADER) else {
+        return false;
+    };
+    let (a, b) = (given.as_bytes(), secret.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// One request, checked in Go's order (§3.2).

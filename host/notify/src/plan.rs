@@ -36,11 +36,19 @@ impl Plan {
     /// | set | any | HTTP | public address, else the bound address | HTTP |
     /// | empty | false | in-process | `local` | in-process |
     /// | empty | true | in-process | `local` | HTTP (admin-only servers) |
-    pub async fn from_config(c: &components::Config) -> Result<Plan, NotifyError> {
+    ///
+    /// With a `secret`, the notifier sends it and the listener requires it.
+    pub async fn from_config(
+        c: &components::Config,
+        secret: Option<&str>,
+    ) -> Result<Plan, NotifyError> {
         let stats = Arc::new(Stats::default());
-        let http: Arc<dyn Notifier> = Arc::new(HttpNotifier::new(DEFAULT_TIMEOUT, stats.clone()));
+        let http: Arc<dyn Notifier> =
+            Arc::new(HttpNotifier::new(DEFAULT_TIMEOUT, stats.clone()).with_secret(secret));
         if !c.notification_listen_address.is_empty() {
-            let listener = Listener::bind(&c.notification_listen_address).await?;
+            let listener = Listener::bind(&c.notification_listen_address)
+                .await?
+                .with_secret(secret.map(str::to_owned));
             let streaming_to = if c.notification_public_address.is_empty() {
                 listener.local_addr().to_string()
             } else {

@@ -18,7 +18,14 @@ struct Running {
 }
 
 async fn listener() -> Running {
-    let l = Listener::bind("127.0.0.1:0").await.expect("bind");
+    listener_with_secret(None).await
+}
+
+async fn listener_with_secret(secret: Option<&str>) -> Running {
+    let l = Listener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .with_secret(secret.map(str::to_owned));
     let addr = l.local_addr().to_string();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let held = ClientId::new([0xc0, 0xff, 0xee, 1, 0x23, 0x45, 0x67, 0x89]);
@@ -64,6 +71,27 @@ async fn notifier_reaches_listener() {
     assert_eq!(*l.seen.lock().expect("lock"), vec![held, other]);
     assert_eq!((sender_stats.sent(), sender_stats.failed()), (2, 0));
     assert_eq!((l.stats.received(), l.stats.dispatched()), (2, 1));
+    l.stop.cancel();
+}
+
+/// With a secret, only notifications carrying it wake anything; the notifier given the same
+/// secret gets through, one without it (a Go server) is refused with 401.
+#[tokio::test]
+async fn a_secret_is_required_when_set() {
+    let l = listener_with_secret(Some("between-us")).await;
+    let held = ClientId::from_hex("c0ffee0123456789").expect("hex");
+    let stats = Arc::new(Stats::default());
+    let without = HttpNotifier::new(Duration::from_secs(2), stats.clone());
+    without.new_message_for_client(&l.addr, held).await;
+    let wrong = HttpNotifier::new(Duration::from_secs(2), stats.clone()).with_secret(Some("nope"));
+    wrong.new_message_for_client(&l.addr, held).await;
+    assert!(l.seen.lock().expect("lock").is_empty());
+    assert_eq!((l.stats.received(), l.stats.unauthorized()), (0, 2));
+    let reply = raw(&l.addr, "POST", "/client/c0ffee0123456789").await;
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    let with = HttpNotifier::new(Duration::from_secs(2), stats).with_secret(Some("between-us"));
+    with.new_message_for_client(&l.addr, held).await;
+    assert_eq!(*l.seen.lock().expect("lock"), vec![held]);
     l.stop.cancel();
 }
 

@@ -19,6 +19,7 @@ use fleetgate_types::{BroadcastId, ClientId, MessageId};
 use prost::Message as _;
 use tonic::transport::Channel;
 
+use crate::admin_conn::TlsIdentity;
 use crate::admin_format as fmt;
 use crate::args::{AdminArgs, AdminCommand, Connection, NewBroadcast, PluginsCommand};
 
@@ -329,15 +330,8 @@ pub async fn connect(c: &Connection) -> Result<Channel> {
         std::env::var("FLEETGATE_ADMIN").ok(),
         &PathBuf::from(crate::quickstart::DEFAULT_STATE_DIR),
     )?;
-    let uri = if t.addr.contains("://") {
-        t.addr.clone()
-    } else {
-        format!("http://{}", t.addr)
-    };
-    Channel::from_shared(uri)
-        .with_context(|| format!("bad admin address {:?} (from {})", t.addr, t.origin))?
-        .connect_timeout(Duration::from_secs(10))
-        .connect()
+    let tls = TlsIdentity::from_paths(c.cert.as_deref(), c.key.as_deref(), c.ca.as_deref())?;
+    crate::admin_conn::channel(&t.addr, tls.as_ref())
         .await
         .with_context(|| {
             format!(
@@ -546,6 +540,7 @@ mod tests {
         Connection {
             admin_addr: addr.map(str::to_owned),
             state_dir: dir.map(Path::to_path_buf),
+            ..Connection::default()
         }
     }
 

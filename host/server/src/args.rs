@@ -236,9 +236,37 @@ pub struct ServerArgs {
     )]
     pub retention_resource_usage: Option<String>,
     #[command(flatten)]
+    pub admin_lock: AdminLock,
+    /// File holding the shared secret every notification between servers must carry (off by
+    /// default, so Go servers can notify)
+    #[arg(long = "notification_secret_file", value_name = "FILE")]
+    pub notification_secret_file: Option<PathBuf>,
+    #[command(flatten)]
     pub running: Running,
     #[command(flatten)]
     pub logging: Logging,
+}
+
+/// The locked admin listener: TLS with client certificates and a per-identity policy, beside
+/// `admin_config`'s plaintext one. All five go together (or `[admin.tls]` in the TOML file).
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Locked admin listener")]
+pub struct AdminLock {
+    /// Address of the locked (TLS, client certificate) admin listener
+    #[arg(long = "admin_tls_addr", value_name = "HOST:PORT")]
+    pub listen_address: Option<String>,
+    /// Its certificate (PEM)
+    #[arg(long = "admin_cert", value_name = "FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key (PEM)
+    #[arg(long = "admin_key", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// CA (PEM) that signs the admin callers' certificates
+    #[arg(long = "admin_client_ca", value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Policy (TOML): which identity may call which RPCs and send to which services
+    #[arg(long = "admin_policy", value_name = "FILE")]
+    pub policy_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -270,6 +298,15 @@ pub struct Connection {
         conflicts_with = "admin_addr"
     )]
     pub state_dir: Option<PathBuf>,
+    /// Client certificate (PEM) for a locked admin listener (`-admin_tls_addr`); with --key and --ca
+    #[arg(long, value_name = "FILE", global = true, requires_all = ["key", "ca"])]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert
+    #[arg(long, value_name = "FILE", global = true, requires_all = ["cert", "ca"])]
+    pub key: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the locked admin listener's certificate
+    #[arg(long, value_name = "FILE", global = true, requires_all = ["cert", "key"])]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -102,6 +102,14 @@ fn server_flags(s: &ServerArgs) -> ServerFlags {
         config: s.config.clone(),
         database: s.database.clone(),
         state_dir: s.state_dir.clone(),
+        admin_lock: fleetgate_config::admin_lock::AdminLockSource {
+            listen_address: s.admin_lock.listen_address.clone(),
+            cert_file: s.admin_lock.cert_file.clone(),
+            key_file: s.admin_lock.key_file.clone(),
+            client_ca_file: s.admin_lock.client_ca_file.clone(),
+            policy_file: s.admin_lock.policy_file.clone(),
+        },
+        notification_secret_file: s.notification_secret_file.clone(),
         log: LogFlags {
             logtostderr: s.logging.logtostderr,
             alsologtostderr: s.logging.alsologtostderr,
@@ -167,6 +175,8 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                 },
                 router: router(&s.running).or(loaded.router),
                 origin: loaded.origin,
+                admin_lock: loaded.admin_lock,
+                notification_secret: loaded.notification_secret,
             };
             run(settings, shutdown).await
         }

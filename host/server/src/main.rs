@@ -13,8 +13,10 @@
 #![forbid(unsafe_code)]
 
 mod admin_cli;
+mod admin_conn;
 mod admin_format;
 mod admin_history;
+mod admin_lock;
 mod args;
 mod certs;
 mod cli;

@@ -152,6 +152,8 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
         origin: fleetgate_config::Origin::Quickstart {
             services: opts.services_config,
         },
+        admin_lock: None,
+        notification_secret: None,
     };
     run(settings, shutdown).await
 }

@@ -37,6 +37,10 @@ pub struct RunSettings {
     pub router: Option<fleetgate_pb::fleetgate::plugin::v1::WasmConfig>,
     /// Where `components` and `services` came from, to name the file and field in errors.
     pub origin: Origin,
+    /// The locked admin listener (TLS, client certificates, policy), beside `admin_config`'s.
+    pub admin_lock: Option<fleetgate_config::admin_lock::AdminLockSettings>,
+    /// The shared secret of notifications between servers; `None`: off, as in Go.
+    pub notification_secret: Option<String>,
 }
 
 /// Addresses actually bound.
@@ -44,6 +48,8 @@ pub struct RunSettings {
 pub struct Bound {
     pub https: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The locked admin listener, when configured.
+    pub admin_tls: Option<SocketAddr>,
     /// The notification listener, when `notification_listen_address` is set.
     pub notify: Option<SocketAddr>,
     /// `/metrics`, when `stats_config` is set.
@@ -101,9 +107,10 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     let c = &settings.components;
     let required_label = (!c.required_label.is_empty()).then(|| c.required_label.clone());
     // Bound before the engine exists: its address is what this server's streams record.
-    let notifications = fleetgate_notify::Plan::from_config(c)
-        .await
-        .with_context(|| origin.place(Field::NotificationListen))?;
+    let notifications =
+        fleetgate_notify::Plan::from_config(c, settings.notification_secret.as_deref())
+            .await
+            .with_context(|| origin.place(Field::NotificationListen))?;
     let engine = Engine::new(
         EngineConfig {
             required_label,
@@ -161,6 +168,23 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
                 .await
                 .map_err(|e| anyhow!("client frontend: {e}"))?;
             stopped_early("client frontend", &token)
+        });
+    }
+    if let Some(lock) = &settings.admin_lock {
+        let built = crate::admin_lock::build(lock)?;
+        let listener = bind_at(
+            &lock.listen_address,
+            "-admin_tls_addr ([admin.tls] listen_address)",
+        )
+        .await?;
+        bound.admin_tls = listener.local_addr().ok();
+        let (engine, token) = (engine.clone(), shutdown.clone());
+        let plugins: Arc<dyn fleetgate_admin::PluginControl> = plugins.clone();
+        tasks.spawn(async move {
+            fleetgate_admin::serve_locked(listener, built, engine, Some(plugins), token.clone())
+                .await
+                .map_err(|e| anyhow!("locked admin API: {e}"))?;
+            stopped_early("locked admin API", &token)
         });
     }
     if let Some(admin) = &c.admin_config {
@@ -303,6 +327,11 @@ fn frontend_config(
 
 /// Binds the listener of `field`; an error names the file and field.
 pub(crate) async fn bind(addr: &str, origin: &Origin, field: Field) -> Result<TcpListener> {
+    bind_at(addr, origin.place(field)).await
+}
+
+/// Binds `addr`; an error names `place`, the setting the address came from.
+async fn bind_at(addr: &str, place: impl std::fmt::Display) -> Result<TcpListener> {
     // Go accepts ":port" for all interfaces.
     let addr = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
@@ -311,7 +340,7 @@ pub(crate) async fn bind(addr: &str, origin: &Origin, field: Field) -> Result<Tc
     };
     TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("{}: failed to listen on [{addr}]", origin.place(field)))
+        .with_context(|| format!("{place}: failed to listen on [{addr}]"))
 }
 
 fn announce(bound: &Bound, ready_file: Option<&PathBuf>) -> Result<()> {
@@ -322,6 +351,9 @@ fn announce(bound: &Bound, ready_file: Option<&PathBuf>) -> Result<()> {
     }
     if let Some(a) = bound.admin {
         text += &format!("admin={a}\n");
+    }
+    if let Some(a) = bound.admin_tls {
+        text += &format!("admin_tls={a}\n");
     }
     if let Some(a) = bound.notify {
         text += &format!("notify={a}\n");

@@ -89,6 +89,7 @@ struct Families {
     notifications_received: Family<Counter>,
     retention_deleted: Family<Counter>,
     plugin_reloads: Family<Counter>,
+    admin_refused: Family<Counter>,
 }
 
 fn counter(
@@ -203,6 +204,11 @@ impl Default for Families {
                 "fleetgate_plugin_reloads_total",
                 "Plugin reloads, by outcome: ok, or refused (the old generation kept serving).",
                 &["outcome"],
+            ),
+            admin_refused: counter(
+                "fleetgate_admin_calls_refused_total",
+                "Admin calls refused by the locked listener's policy, by RPC and code.",
+                &["rpc", "code"],
             ),
         };
         f.build_info.get(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -333,6 +339,12 @@ impl Metrics {
         self.inner.plugin_reloads.get(&[outcome]).inc_by(1);
     }
 
+    /// One admin call refused. `rpc` is a method name from the admin crate's fixed table (or
+    /// `unknown`), `code` is `unauthenticated` or `permission_denied`: the series stay bounded.
+    pub fn admin_call_refused(&self, rpc: &str, code: &'static str) {
+        self.inner.admin_refused.get(&[rpc, code]).inc_by(1);
+    }
+
     /// Rows a retention pass deleted from `table`.
     pub fn retention_deleted(&self, table: &'static str, n: u64) {
         self.inner.retention_deleted.get(&[table]).inc_by(n);
@@ -374,6 +386,7 @@ impl Metrics {
         i.notifications_received.encode(&mut out);
         i.retention_deleted.encode(&mut out);
         i.plugin_reloads.encode(&mut out);
+        i.admin_refused.encode(&mut out);
         out
     }
 }

@@ -13,7 +13,7 @@ pub(super) struct FileToml {
     pub(super) broadcast_poll_time: Option<Spanned<String>>,
     pub(super) database: Option<DatabaseToml>,
     pub(super) https: Option<Spanned<HttpsToml>>,
-    pub(super) admin: Option<AdminToml>,
+    pub(super) admin: Option<Spanned<AdminToml>>,
     pub(super) stats: Option<StatsToml>,
     pub(super) health: Option<HealthToml>,
     pub(super) notifications: Option<NotificationsToml>,
@@ -72,7 +72,20 @@ pub(super) enum Frontend {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AdminToml {
+    /// The plaintext listener (Fleetspeak's `admin_config`).
+    pub(super) listen_address: Option<String>,
+    /// The locked listener.
+    pub(super) tls: Option<AdminTlsToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminTlsToml {
     pub(super) listen_address: String,
+    pub(super) cert_file: PathBuf,
+    pub(super) key_file: PathBuf,
+    pub(super) client_ca_file: PathBuf,
+    pub(super) policy_file: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +109,8 @@ pub(super) struct NotificationsToml {
     pub(super) public_address: String,
     #[serde(default)]
     pub(super) use_http_notifier: bool,
+    /// A file holding the shared secret notifications must carry (sent and required).
+    pub(super) secret_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
