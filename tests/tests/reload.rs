@@ -83,7 +83,7 @@ async fn sighup_and_admin_reload_swap_plugins_and_refuse_broken_ones() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("Reload refused") && err.contains("[Tag]"),
+        err.contains("Reload refused") && err.contains("services[2] \"Tag\": compiling component"),
         "{err}"
     );
     wait_for(&server, &a, 3, Duration::ZERO).await;
