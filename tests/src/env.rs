@@ -96,3 +96,52 @@ pub fn python() -> PathBuf {
 pub fn echo_daemon() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("daemon/echo.py")
 }
+
+const GRR_SETUP: &str = "set-up: `export FLEETGATE_GRR_VENV=$(.ci/grr.sh)` (installs GRR \
+     4.0.0.post0 from PyPI into a virtualenv cached under /var/cache/fleetgate; \
+     scripts/test-all.sh does this)";
+
+/// The virtualenv holding GRR from PyPI: `$FLEETGATE_GRR_VENV`. Checked once per process: its
+/// python imports GRR's server, client and API client.
+pub fn grr_venv() -> PathBuf {
+    static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match CHECKED.get_or_init(check_grr_venv) {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn check_grr_venv() -> Result<PathBuf, String> {
+    let Some(venv) = std::env::var_os("FLEETGATE_GRR_VENV").map(PathBuf::from) else {
+        return Err(format!(
+            "FLEETGATE_GRR_VENV is not set; the GRR end-to-end tests need GRR itself. {GRR_SETUP}"
+        ));
+    };
+    let python = venv.join("bin/python");
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            "import grr_response_server, grr_response_client, grr_api_client",
+        ])
+        .output()
+        .map_err(|e| {
+            format!(
+                "FLEETGATE_GRR_VENV={}: cannot run {}: {e}. {GRR_SETUP}",
+                venv.display(),
+                python.display()
+            )
+        })?;
+    if !out.status.success() {
+        return Err(format!(
+            "FLEETGATE_GRR_VENV={}: importing GRR failed: {}. {GRR_SETUP}",
+            venv.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(venv)
+}
+
+/// The GRR virtualenv's python.
+pub fn grr_python() -> PathBuf {
+    grr_venv().join("bin/python")
+}

@@ -10,6 +10,7 @@
 //! * [`tls`] speaks raw HTTPS to the client frontend.
 //! * [`wait::eventually`] polls until a condition holds.
 //! * [`grr`]: the plugin path's peers — `daemon/sender.py` and GRR's Python server connector.
+//! * [`grr_stack`]: GRR itself — its installer step, servers, client and flows through its API.
 //! * [`fleet::Fleet`]: the distributed deployment — MariaDB ([`mariadb`]), frontends and an
 //!   admin-only server ([`node`]), haproxy ([`haproxy`]), clients ([`fleet_client`]), with
 //!   certificates from [`pki`] and ports from [`ports`].
@@ -22,6 +23,7 @@ pub mod env;
 pub mod fleet;
 pub mod fleet_client;
 pub mod grr;
+pub mod grr_stack;
 pub mod haproxy;
 pub mod mariadb;
 pub mod node;
