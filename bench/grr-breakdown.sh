@@ -14,7 +14,7 @@ grr_db=$(awk '/^Mysql.database:/ {print $2}' "$dir/server.local.yaml")
 fs_db=$(grep -o 'tcp([^)]*)/[A-Za-z0-9_]*' "$dir/fleetspeak/server.components.config" | head -1 | sed 's|.*/||')
 mysql=(mysql -uroot -h127.0.0.1 -P3306 --batch)
 read -r start end < <("${mysql[@]}" -N -e "SELECT UNIX_TIMESTAMP(timestamp), UNIX_TIMESTAMP(last_update) FROM $grr_db.flows WHERE name = '$flow' ORDER BY timestamp DESC LIMIT 1")
-echo "GRR flow $flow: created $(date -u -d @"$start" +%T.%3N), last update $(date -u -d @"$end" +%T.%3N) ($(echo "$end - $start" | bc) s)"
+echo "GRR flow $flow: created $(date -u -d @"$start" +%T.%3N), last update $(date -u -d @"$end" +%T.%3N) ($(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", b - a }') s)"
 "${mysql[@]}" -e "
 SELECT IF(source_client_id IS NULL, 'to client', 'from client') AS direction,
        destination_service_name AS service, message_type AS type,
