@@ -61,25 +61,36 @@ fn check_venv() -> Result<PathBuf, String> {
             client.display()
         ));
     }
+    check_imports(
+        "FLEETGATE_PEERS_VENV",
+        &venv,
+        "import fleetspeak.client_connector.connector",
+        SETUP,
+    )?;
+    Ok(venv)
+}
+
+/// Runs `import` with `venv`'s python; the error names the variable, the venv and the set-up.
+fn check_imports(var: &str, venv: &Path, import: &str, setup: &str) -> Result<(), String> {
     let python = venv.join("bin/python");
     let out = Command::new(&python)
-        .args(["-c", "import fleetspeak.client_connector.connector"])
+        .args(["-c", import])
         .output()
         .map_err(|e| {
             format!(
-                "FLEETGATE_PEERS_VENV={}: cannot run {}: {e}. {SETUP}",
+                "{var}={}: cannot run {}: {e}. {setup}",
                 venv.display(),
                 python.display()
             )
         })?;
     if !out.status.success() {
         return Err(format!(
-            "FLEETGATE_PEERS_VENV={}: `import fleetspeak.client_connector.connector` failed: {}. {SETUP}",
+            "{var}={}: `{import}` failed: {}. {setup}",
             venv.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(venv)
+    Ok(())
 }
 
 /// The real Go client.
@@ -117,27 +128,12 @@ fn check_grr_venv() -> Result<PathBuf, String> {
             "FLEETGATE_GRR_VENV is not set; the GRR end-to-end tests need GRR itself. {GRR_SETUP}"
         ));
     };
-    let python = venv.join("bin/python");
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "import grr_response_server, grr_response_client, grr_api_client",
-        ])
-        .output()
-        .map_err(|e| {
-            format!(
-                "FLEETGATE_GRR_VENV={}: cannot run {}: {e}. {GRR_SETUP}",
-                venv.display(),
-                python.display()
-            )
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "FLEETGATE_GRR_VENV={}: importing GRR failed: {}. {GRR_SETUP}",
-            venv.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
+    check_imports(
+        "FLEETGATE_GRR_VENV",
+        &venv,
+        "import grr_response_server, grr_response_client, grr_api_client",
+        GRR_SETUP,
+    )?;
     Ok(venv)
 }
 

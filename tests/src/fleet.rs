@@ -159,15 +159,6 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        let keep =
-            std::env::var_os("FLEETGATE_E2E_KEEP").is_some_and(|v| !v.is_empty() && v != "0");
-        if (keep || std::thread::panicking())
-            && let Some(root) = self.root.take()
-        {
-            eprintln!(
-                "=== fleet configs, logs and client dirs kept in {}",
-                root.keep().display()
-            );
-        }
+        crate::keep_if_failed(&mut self.root, "fleet configs, logs and client dirs");
     }
 }

@@ -221,13 +221,7 @@ impl GrrInstall {
 
 impl Drop for GrrInstall {
     fn drop(&mut self) {
-        let keep =
-            std::env::var_os("FLEETGATE_E2E_KEEP").is_some_and(|v| !v.is_empty() && v != "0");
-        if (keep || std::thread::panicking())
-            && let Some(root) = self.root.take()
-        {
-            eprintln!("=== GRR installation kept in {}", root.keep().display());
-        }
+        crate::keep_if_failed(&mut self.root, "GRR installation");
     }
 }
 

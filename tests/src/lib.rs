@@ -39,6 +39,17 @@ pub use client::{ClientOptions, GoClient};
 pub use server::{Server, ServerOptions};
 pub use wait::eventually;
 
+/// Keeps a test's temp dir (taking it out of `root`) when the test fails or
+/// `FLEETGATE_E2E_KEEP=1`, and says where with `what`.
+pub fn keep_if_failed(root: &mut Option<tempfile::TempDir>, what: &str) {
+    let keep = std::env::var_os("FLEETGATE_E2E_KEEP").is_some_and(|v| !v.is_empty() && v != "0");
+    if (keep || std::thread::panicking())
+        && let Some(root) = root.take()
+    {
+        eprintln!("=== {what} kept in {}", root.keep().display());
+    }
+}
+
 /// Returns the last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
