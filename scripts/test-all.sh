@@ -21,7 +21,9 @@ bash .ci/peers.sh "$FLEETGATE_PEERS_VENV"
 step "GRR 4.0.0.post0 from PyPI for the GRR end-to-end tests (cached per machine)"
 # About six minutes of compiling the first time on a machine, seconds afterwards.
 SECONDS=0
-export FLEETGATE_GRR_VENV="$(bash .ci/grr.sh)"
+# Assigned before the export: `export X=$(cmd)` would hide cmd's failure from `set -e`.
+FLEETGATE_GRR_VENV="$(bash .ci/grr.sh)"
+export FLEETGATE_GRR_VENV
 echo "GRR virtualenv $FLEETGATE_GRR_VENV ready in ${SECONDS} s"
 
 step "MariaDB for the store suite"
