@@ -47,6 +47,11 @@ check() {
     >/dev/null 2>&1
 }
 
+# One installer at a time per cache entry (two CI jobs on one machine share it).
+mkdir -p "$(dirname "$venv")"
+exec 9>"$venv.lock"
+flock 9
+
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && check; then
   echo "$venv"
   exit 0
@@ -57,7 +62,6 @@ if ! command -v mariadb_config >/dev/null 2>&1 && ! command -v mysql_config >/de
   apt-get update -qq >&2 && apt-get install -y -qq libmariadb-dev pkg-config >&2
 fi
 
-mkdir -p "$(dirname "$venv")"
 rm -rf "$venv"
 "$python" -m venv "$venv" >&2
 pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
