@@ -61,25 +61,36 @@ fn check_venv() -> Result<PathBuf, String> {
             client.display()
         ));
     }
+    check_imports(
+        "FLEETGATE_PEERS_VENV",
+        &venv,
+        "import fleetspeak.client_connector.connector",
+        SETUP,
+    )?;
+    Ok(venv)
+}
+
+/// Runs `import` with `venv`'s python; the error names the variable, the venv and the set-up.
+fn check_imports(var: &str, venv: &Path, import: &str, setup: &str) -> Result<(), String> {
     let python = venv.join("bin/python");
     let out = Command::new(&python)
-        .args(["-c", "import fleetspeak.client_connector.connector"])
+        .args(["-c", import])
         .output()
         .map_err(|e| {
             format!(
-                "FLEETGATE_PEERS_VENV={}: cannot run {}: {e}. {SETUP}",
+                "{var}={}: cannot run {}: {e}. {setup}",
                 venv.display(),
                 python.display()
             )
         })?;
     if !out.status.success() {
         return Err(format!(
-            "FLEETGATE_PEERS_VENV={}: `import fleetspeak.client_connector.connector` failed: {}. {SETUP}",
+            "{var}={}: `{import}` failed: {}. {setup}",
             venv.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    Ok(venv)
+    Ok(())
 }
 
 /// The real Go client.
@@ -95,4 +106,38 @@ pub fn python() -> PathBuf {
 /// The echo daemon service program.
 pub fn echo_daemon() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("daemon/echo.py")
+}
+
+const GRR_SETUP: &str = "set-up: `export FLEETGATE_GRR_VENV=$(.ci/grr.sh)` (installs GRR \
+     4.0.0.post0 from PyPI into a virtualenv cached under /var/cache/fleetgate; \
+     scripts/test-all.sh does this)";
+
+/// The virtualenv holding GRR from PyPI: `$FLEETGATE_GRR_VENV`. Checked once per process: its
+/// python imports GRR's server, client and API client.
+pub fn grr_venv() -> PathBuf {
+    static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match CHECKED.get_or_init(check_grr_venv) {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn check_grr_venv() -> Result<PathBuf, String> {
+    let Some(venv) = std::env::var_os("FLEETGATE_GRR_VENV").map(PathBuf::from) else {
+        return Err(format!(
+            "FLEETGATE_GRR_VENV is not set; the GRR end-to-end tests need GRR itself. {GRR_SETUP}"
+        ));
+    };
+    check_imports(
+        "FLEETGATE_GRR_VENV",
+        &venv,
+        "import grr_response_server, grr_response_client, grr_api_client",
+        GRR_SETUP,
+    )?;
+    Ok(venv)
+}
+
+/// The GRR virtualenv's python.
+pub fn grr_python() -> PathBuf {
+    grr_venv().join("bin/python")
 }

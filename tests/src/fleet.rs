@@ -31,6 +31,8 @@ pub struct Fleet {
     pub admin_node: Node,
     pub admin_addr: SocketAddr,
     pub pki: Pki,
+    /// The services config every server of the fleet runs.
+    services: String,
     pub db: TestDatabase,
     root: Option<TempDir>,
     pub dir: PathBuf,
@@ -45,6 +47,16 @@ impl Fleet {
 
     /// As [`Fleet::start`], with each server's binary chosen: Fleetgate or the Go server.
     pub async fn start_mixed(name: &str, admin: Flavor, frontends: &[Flavor]) -> Fleet {
+        Self::start_with_services(name, admin, frontends, "").await
+    }
+
+    /// As [`Fleet::start_mixed`], with `services` as every server's services config.
+    pub async fn start_with_services(
+        name: &str,
+        admin: Flavor,
+        frontends: &[Flavor],
+        services: &str,
+    ) -> Fleet {
         crate::env::fleetgate_bin();
         crate::env::peers_venv();
         let db = TestDatabase::create(name);
@@ -59,7 +71,14 @@ impl Fleet {
             "mysql_data_source_name: {}\nadmin_config {{ listen_address: \"{admin_addr}\" }}\nnotification_use_http_notifier: true\n",
             quote(&db.dsn())
         );
-        let mut admin_node = Node::new(&dir, "admin", admin, &admin_components, vec![admin_addr]);
+        let mut admin_node = Node::with_services(
+            &dir,
+            "admin",
+            admin,
+            &admin_components,
+            services,
+            vec![admin_addr],
+        );
         admin_node.start().await;
         let mut fleet = Fleet {
             clients: vec![],
@@ -68,6 +87,7 @@ impl Fleet {
             admin_node,
             admin_addr,
             pki,
+            services: services.into(),
             db,
             root: Some(root),
             dir,
@@ -100,7 +120,8 @@ impl Fleet {
     pub async fn add_frontend(&mut self, name: &str, flavor: Flavor) -> usize {
         let (https, notify) = (free_addr(), free_addr());
         let text = self.frontend_components(https, notify);
-        let mut node = Node::new(&self.dir, name, flavor, &text, vec![notify]);
+        let mut node =
+            Node::with_services(&self.dir, name, flavor, &text, &self.services, vec![notify]);
         node.start().await;
         self.frontends.push(Frontend {
             node,
@@ -138,15 +159,6 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        let keep =
-            std::env::var_os("FLEETGATE_E2E_KEEP").is_some_and(|v| !v.is_empty() && v != "0");
-        if (keep || std::thread::panicking())
-            && let Some(root) = self.root.take()
-        {
-            eprintln!(
-                "=== fleet configs, logs and client dirs kept in {}",
-                root.keep().display()
-            );
-        }
+        crate::keep_if_failed(&mut self.root, "fleet configs, logs and client dirs");
     }
 }

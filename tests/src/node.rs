@@ -40,9 +40,21 @@ impl Node {
         components: &str,
         wait_for: Vec<SocketAddr>,
     ) -> Node {
+        Self::with_services(dir, name, flavor, components, "", wait_for)
+    }
+
+    /// As [`Node::new`], with `services` as the services config.
+    pub fn with_services(
+        dir: &Path,
+        name: &str,
+        flavor: Flavor,
+        components: &str,
+        services: &str,
+        wait_for: Vec<SocketAddr>,
+    ) -> Node {
         fs::write(dir.join(format!("{name}.components.config")), components)
             .expect("writing a components config");
-        fs::write(dir.join(format!("{name}.services.config")), "")
+        fs::write(dir.join(format!("{name}.services.config")), services)
             .expect("writing a services config");
         Node {
             name: name.into(),
