@@ -207,7 +207,8 @@ fn assert_reaches_the_config(out: &Output, what: &str) {
     let err = stderr(out);
     assert_eq!(out.status.code(), Some(1), "{what}: {err}");
     assert!(
-        err.contains("Failed to load components") && err.contains("/nonexistent/s.config"),
+        err.contains("/nonexistent/s.config: No such file or directory")
+            && err.matches("No such file").count() == 1,
         "{what}: {err}"
     );
 }

@@ -65,10 +65,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fleetgate: {e:#}");
+            eprintln!("fleetgate: {}", causes(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, joined with ": " as `{:#}` does, leaving out a cause whose text the
+/// message before it already ends with: many library errors say their source in their own text
+/// (`FILE: No such file or directory`) and also return it as their source.
+fn causes(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
@@ -85,4 +103,18 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => {}
     }
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod causes_tests {
+    use super::causes;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(io).context("s.config: No such file");
+        assert_eq!(causes(&e), "s.config: No such file");
+        let e = anyhow::anyhow!("root").context("middle").context("top");
+        assert_eq!(causes(&e), "top: middle: root");
+    }
 }
