@@ -124,6 +124,14 @@ impl<IO> TlsStream<IO> {
                 "the TLS connection failed earlier",
             ));
         }
+        if self.write_closed && matches!(op, Op::Receive) {
+            // rustls counts our close_notify as the connection's final alert: a record it refused
+            // after it would make it send a second one (a debug assertion inside rustls, a stray
+            // alert in release). Nothing the peer sends after our close_notify is used, so the
+            // read side ends with it.
+            self.read_closed = true;
+            return Ok(0);
+        }
         loop {
             let UnbufferedStatus { mut discard, state } =
                 self.conn.process_tls_records(&mut self.incoming);
