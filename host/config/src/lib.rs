@@ -12,6 +12,7 @@
 //! | [`settings`] | choosing the source, database resolution, [`Settings`] |
 //! | [`duration`] | Go duration strings (`30s`, `1m30s`) |
 //! | [`error`] | [`ConfigError`] and its parts |
+//! | [`fuzzing`] | entry points for the fuzz targets |
 //!
 //! Typical use by the binary:
 //!
@@ -36,6 +37,7 @@ pub mod dsn;
 pub mod duration;
 pub mod error;
 pub mod flags;
+pub mod fuzzing;
 pub mod settings;
 pub mod textproto;
 pub mod toml;

@@ -2,7 +2,11 @@
 //! bytes and mutations of valid inputs, so CI catches panics without nightly.
 #![allow(clippy::unwrap_used)]
 
-use fleetgate_frontend::fuzzing;
+mod common;
+
+use std::sync::LazyLock;
+
+use fleetgate_frontend::fuzzing::{self, TlsPeers};
 use fleetgate_frontend::wire;
 use fleetgate_pb::fleetspeak::{ContactData, Message, WrappedContactData};
 use prost::Message as _;
@@ -10,6 +14,35 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const ROUNDS: usize = 3_000;
+
+/// Each TLS run does a real handshake; fewer of them keep this test quick.
+const TLS_ROUNDS: usize = 300;
+
+static PEERS: LazyLock<TlsPeers> = LazyLock::new(|| {
+    let pki = common::pki();
+    let client = common::client_cert();
+    TlsPeers::new(
+        &pki.server_cert_pem,
+        &pki.server_key_pem,
+        pki.ca_der.clone(),
+        client.chain.clone(),
+        rustls_pki_types::PrivateKeyDer::Pkcs8(client.key_der.clone().into()),
+    )
+    .unwrap()
+});
+
+/// The committed seed corpus of a fuzz target (`fuzz/seeds/<target>/`).
+fn committed_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .collect();
+    seeds.sort();
+    seeds
+}
 
 fn seeds() -> Vec<Vec<u8>> {
     let cd = ContactData {
@@ -78,6 +111,14 @@ fn run_all(data: &[u8]) {
     fuzzing::wrapped_contact_data(data);
     fuzzing::deflate_body(data);
     fuzzing::proxy_header(data);
+    fuzzing::client_identity(data);
+    fuzzing::files_path(data);
+    fuzzing::http_date(data);
+}
+
+fn run_tls(data: &[u8]) {
+    fuzzing::tls_accept(PEERS.server.clone(), data);
+    fuzzing::tls_session(&PEERS, data);
 }
 
 #[test]
@@ -101,5 +142,34 @@ fn mutated_valid_inputs_do_not_panic() {
     for i in 0..ROUNDS {
         let seed = &seeds[i % seeds.len()];
         run_all(&mutate(&mut rng, seed));
+    }
+}
+
+#[test]
+fn committed_tls_seeds_do_not_panic() {
+    for seed in committed_seeds("tls_accept") {
+        fuzzing::tls_accept(PEERS.server.clone(), &seed);
+    }
+    for seed in committed_seeds("tls_session") {
+        fuzzing::tls_session(&PEERS, &seed);
+    }
+}
+
+#[test]
+fn random_and_mutated_tls_scripts_do_not_panic() {
+    let mut rng = StdRng::seed_from_u64(0x715);
+    let seeds: Vec<Vec<u8>> = committed_seeds("tls_accept")
+        .into_iter()
+        .chain(committed_seeds("tls_session"))
+        .collect();
+    for i in 0..TLS_ROUNDS {
+        let data: Vec<u8> = if i % 2 == 0 {
+            (0..rng.random_range(0..256))
+                .map(|_| rng.random())
+                .collect()
+        } else {
+            mutate(&mut rng, &seeds[i % seeds.len()])
+        };
+        run_tls(&data);
     }
 }

@@ -4,18 +4,25 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use fleetgate_types::ClientId;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::{Dispatch, NotifyError, Stats};
+
+/// How long a peer may take to send a request's head. Without it a connection that never
+/// finishes one is held forever (hyper sets no limit of its own), and enough of them exhaust
+/// file descriptors; a notifying server sends its whole request at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound notification listener; [`Listener::serve`] starts answering.
 #[derive(Debug)]
@@ -61,31 +68,54 @@ impl Listener {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "notification listener: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
             let (dispatch, stats, shutdown) = (dispatch.clone(), stats.clone(), shutdown.clone());
             tasks.spawn(async move {
-                let service = service_fn(move |req| {
-                    let reply = handle(&req, &dispatch, &stats);
-                    async move { Ok::<_, Infallible>(reply) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "notification connection ended with an error");
-                    },
-                    () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+                let served =
+                    serve_connection(tcp, dispatch, stats, shutdown, HEADER_READ_TIMEOUT).await;
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "notification connection ended with an error");
                 }
             });
         }
         tasks.close();
         // Requests are answered at once; do not wait for idle keep-alive connections.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tasks.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
+    }
+}
+
+/// Answers the requests of one connection (HTTP/1.1 with keep-alive) until the peer closes it,
+/// until `shutdown` fires and the request in progress is answered, or until a request head has
+/// taken longer than `header_timeout` to arrive.
+pub async fn serve_connection<IO>(
+    io: IO,
+    dispatch: Dispatch,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let reply = handle(&req, &dispatch, &stats);
+        async move { Ok::<_, Infallible>(reply) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
 
