@@ -52,6 +52,9 @@ pub struct TlsStream<IO> {
     read_closed: bool,
     /// We queued our `close_notify`; nothing can be sent after it.
     write_closed: bool,
+    /// rustls reported an error. The connection is dead and rustls is not called again: its
+    /// handshake deframer may still hold offsets into bytes we no longer keep.
+    failed: bool,
 }
 
 /// What [`TlsStream::process`] should do once rustls has processed what was received.
@@ -80,6 +83,7 @@ where
         outgoing: BytesMut::new(),
         read_closed: false,
         write_closed: false,
+        failed: false,
     };
     loop {
         let processed = tls.process(Op::Receive);
@@ -114,6 +118,12 @@ impl<IO> TlsStream<IO> {
     /// Lets rustls process the ciphertext received so far, queueing whatever it has to send,
     /// and then does `op`. Returns the plaintext bytes taken by `Op::Send`.
     fn process(&mut self, op: Op<'_>) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the TLS connection failed earlier",
+            ));
+        }
         loop {
             let UnbufferedStatus { mut discard, state } =
                 self.conn.process_tls_records(&mut self.incoming);
@@ -203,17 +213,28 @@ impl<IO> TlsStream<IO> {
     }
 
     /// After a TLS error rustls queues an alert for the peer; take it into `outgoing` so that the
-    /// next send carries it. Best effort: the error is reported either way.
+    /// next send carries it, and mark the connection failed. Best effort: the error is reported
+    /// either way.
+    ///
+    /// rustls is asked for records only while it has some queued (`wants_write`): it hands those
+    /// out before it looks at received bytes again. Otherwise it would deframe once more, and the
+    /// received bytes are no longer what its handshake deframer expects: offsets into bytes of a
+    /// message split across records made it index past the end of an empty buffer and panic (a
+    /// single 10-byte record, a `HelloRequest` and one more byte, before any handshake), and a
+    /// record it already refused would be refused a second time.
     fn queue_alert(&mut self) {
+        self.failed = true;
+        self.incoming = Vec::new();
         for _ in 0..4 {
-            let status = self.conn.process_tls_records(&mut []);
-            match status.state {
+            if !self.conn.wants_write() {
+                return;
+            }
+            match self.conn.process_tls_records(&mut []).state {
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
                     if encode(&mut self.outgoing, 512, |buf| data.encode(buf)).is_err() {
                         return;
                     }
                 }
-                Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
                 _ => return,
             }
         }

@@ -337,3 +337,42 @@ async fn a_peer_asking_for_key_updates_without_reading_costs_no_memory() {
         "{most} bytes buffered for one connection"
     );
 }
+
+/// One record holding a `HelloRequest` and one byte of another handshake message, before any
+/// handshake: rustls refuses it, and the alert it queues must be taken without rustls reading
+/// past the bytes it kept (this panicked inside rustls, once per connection).
+#[tokio::test]
+async fn a_hello_request_before_the_handshake_is_an_error_not_a_panic() {
+    let pki = pki();
+    let config = tls::server_config(&pki.server_cert_pem, &pki.server_key_pem).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    for record in [
+        &[0x16, 0x03, 0x01, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00][..],
+        // The same split over two records, and a HelloRequest followed by a whole second one.
+        &[
+            0x16, 0x03, 0x01, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x16, 0x03, 0x01, 0x00, 0x01,
+            0x00,
+        ],
+        &[0x16, 0x03, 0x01, 0x00, 0x08, 0, 0, 0, 0, 0, 0, 0, 0],
+    ] {
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        peer.write_all(record).await.unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let accepting = tokio::spawn(tls_stream::accept(tcp, config.clone()));
+        let err = tokio::time::timeout(STEP, accepting)
+            .await
+            .unwrap()
+            .expect("accept must not panic")
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+        // The peer hears why: an alert record, then the end.
+        let mut reply = Vec::new();
+        tokio::time::timeout(STEP, peer.read_to_end(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.first(), Some(&21), "an alert record: {reply:?}");
+    }
+}
