@@ -173,3 +173,17 @@ fn random_and_mutated_tls_scripts_do_not_panic() {
         run_tls(&data);
     }
 }
+
+/// Found by `random_and_mutated_tls_scripts_do_not_panic`: TLS 1.2 without a client certificate,
+/// a transport taking 364 bytes per write, a bit flip pending, 350 bytes per write, the server
+/// shutting down mid-handshake; then the client's close_notify and the server's reads. rustls'
+/// `debug_assert!(!self.sent_fatal_alert)` in `CommonState::send_fatal_alert` fires from
+/// `TlsStream::poll_read` → `process` → `process_tls_records` → `deframe` →
+/// `handle_deframe_error`: `TlsStream` calls rustls again after rustls has sent a fatal alert.
+#[test]
+fn a_tls12_shutdown_script_does_not_make_rustls_send_a_second_fatal_alert() {
+    let script = [0xbb, 0xa5, 0x34, 0x92, 0xf8, 0x5e, 0xa6, 0xa5, 0x32, 0xdf];
+    for _ in 0..4 {
+        fuzzing::tls_session(&PEERS, &script);
+    }
+}
