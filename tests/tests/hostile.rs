@@ -141,6 +141,14 @@ async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     read_until_closed(&mut tcp).await
 }
 
+/// As [`send_raw`], ending the sending side after `bytes`.
+async fn send_then_end(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let _ = tcp.write_all(bytes).await;
+    let _ = tcp.shutdown().await;
+    read_until_closed(&mut tcp).await
+}
+
 async fn read_until_closed(io: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut back = Vec::new();
     let read = tokio::time::timeout(STEP, io.read_to_end(&mut back)).await;
@@ -209,9 +217,9 @@ impl Attacker {
                     let status = resp.status();
                     let body = resp.into_body().collect().await.map(|b| b.to_bytes());
                     let body = body.unwrap_or_default();
-                    match std::str::from_utf8(&body) {
+                    match std::str::from_utf8(&body).map(str::trim) {
                         Ok(text) if !text.chars().any(char::is_control) => {
-                            format!("{status} {:?}", text.trim())
+                            format!("{status} {text:?}")
                         }
                         _ => format!("{status} ({} bytes of protobuf)", body.len()),
                     }
@@ -350,7 +358,9 @@ async fn tls_attacks_leave_the_server_serving() {
     let hello = client_hello(&attacker);
     let mut answers = Vec::new();
     for cut in [3, 5, 6, hello.len() / 2, hello.len() - 1] {
-        answers.push(describe_answer(&send_raw(t.https(), &hello[..cut]).await));
+        answers.push(describe_answer(
+            &send_then_end(t.https(), &hello[..cut]).await,
+        ));
     }
     answers.dedup();
     let outcome = format!("ClientHello cut, then EOF: {}", answers.join(" / "));
@@ -635,16 +645,16 @@ async fn h2_floods(t: &mut Target, attacker: &Attacker) {
 
     let started = Instant::now();
     let mut frames = Vec::new();
-    for i in 0..50_000u64 {
+    for i in 0..20_000u64 {
         frames.extend(h2_frame(0x6, 0, 0, &i.to_be_bytes()));
     }
     let pings = h2_flood(t, attacker, &frames).await;
     let mut frames = Vec::new();
-    for _ in 0..50_000 {
+    for _ in 0..20_000 {
         frames.extend(h2_frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100]));
     }
     let settings = h2_flood(t, attacker, &frames).await;
-    let outcome = format!("50,000 PINGs: {pings}; 50,000 SETTINGS: {settings}");
+    let outcome = format!("20,000 PINGs: {pings}; 20,000 SETTINGS: {settings}");
     t.survived("HTTP/2 PING and SETTINGS floods", &outcome, started)
         .await;
 
