@@ -106,7 +106,7 @@ type Accepting = Pin<Box<dyn Future<Output = io::Result<TlsStream<MemIo>>>>>;
 /// The server end: handshaking, established, or failed (nothing more to drive).
 enum Server {
     Accepting(Accepting),
-    Open(TlsStream<MemIo>),
+    Open(Box<TlsStream<MemIo>>),
     Failed,
 }
 
@@ -123,7 +123,7 @@ impl Server {
         };
         match fut.as_mut().poll(cx) {
             Poll::Pending => return true,
-            Poll::Ready(Ok(stream)) => *self = Server::Open(stream),
+            Poll::Ready(Ok(stream)) => *self = Server::Open(Box::new(stream)),
             Poll::Ready(Err(_)) => *self = Server::Failed,
         }
         false
@@ -132,6 +132,7 @@ impl Server {
     fn open(&mut self) -> Option<Pin<&mut TlsStream<MemIo>>> {
         match self {
             Server::Open(s) => {
+                let s = &mut **s;
                 assert!(
                     s.buffered() <= MAX_BUFFERED,
                     "TlsStream holds {} bytes",
