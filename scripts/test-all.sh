@@ -8,7 +8,7 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "toolchain: the wasm target for bundled plugins, cargo-fuzz for the wire codec"
+step "toolchain: the wasm target for bundled plugins, cargo-fuzz for the decoders of peer input"
 rustup target add wasm32-wasip2 >/dev/null
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz@0.13.2
@@ -46,10 +46,18 @@ step "build"
 cargo build --workspace --all-targets
 export FLEETGATE_BIN="$root/target/debug/fleetgate"
 
-step "fuzz the wire codec (bounded time per target)"
+step "fuzz every decoder of peer input, and the config parsers (bounded time per target)"
 # cargo-fuzz needs nightly-only sanitizer flags; RUSTC_BOOTSTRAP lets the stable toolchain use them.
-for target in frames wrapped_contact_data deflate_body proxy_header; do
-  (cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" -- -max_total_time="${FUZZ_SECONDS:-20}" -print_final_stats=0)
+# Each target starts from its committed seeds (fuzz/seeds/<target>, if any) and the corpus kept
+# from earlier runs (fuzz/corpus/<target>, not committed). docs/FUZZING.md records longer runs.
+fuzz="$root/host/frontend/fuzz"
+(cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz build)
+for target in $(cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz list); do
+  mkdir -p "$fuzz/corpus/$target"
+  dirs=("$fuzz/corpus/$target")
+  [ -d "$fuzz/seeds/$target" ] && dirs+=("$fuzz/seeds/$target")
+  (cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "${dirs[@]}" -- \
+    -max_total_time="${FUZZ_SECONDS:-15}" -print_final_stats=0)
 done
 
 step "MariaDB restart survival (alone: it restarts the shared MariaDB)"

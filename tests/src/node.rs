@@ -28,6 +28,8 @@ pub struct Node {
     dir: PathBuf,
     /// Addresses that must accept connections before the node counts as started.
     wait_for: Vec<SocketAddr>,
+    /// More arguments for `fleetgate server` (e.g. `--state_dir`).
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -61,8 +63,20 @@ impl Node {
             flavor,
             dir: dir.to_path_buf(),
             wait_for,
+            extra_args: vec![],
             child: None,
         }
+    }
+
+    /// Passes `args` to `fleetgate server` on every start (not to the Go server).
+    pub fn with_args(mut self, args: &[&str]) -> Node {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
+    /// The process ID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     fn path(&self, ext: &str) -> PathBuf {
@@ -82,6 +96,7 @@ impl Node {
             Flavor::Fleetgate => {
                 let mut c = Command::new(env::fleetgate_bin());
                 c.arg("server").arg("--ready_file").arg(&ready).arg("-v=1");
+                c.args(&self.extra_args);
                 c
             }
             Flavor::Go => {

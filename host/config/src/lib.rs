@@ -13,6 +13,7 @@
 //! | [`admin_lock`] | the locked admin listener's settings and its policy file |
 //! | [`duration`] | Go duration strings (`30s`, `1m30s`) |
 //! | [`error`] | [`ConfigError`] and its parts |
+//! | [`fuzzing`] | entry points for the fuzz targets |
 //!
 //! Typical use by the binary:
 //!
@@ -38,6 +39,7 @@ pub mod dsn;
 pub mod duration;
 pub mod error;
 pub mod flags;
+pub mod fuzzing;
 pub mod settings;
 pub mod textproto;
 pub mod toml;

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use crate::{proxy, wire};
+use crate::{certsource, date, files, proxy, tls, wire};
 
 const MAX_FRAME: usize = 4096;
 
@@ -71,3 +71,58 @@ pub fn proxy_header(data: &[u8]) {
         assert!(len <= data.len());
     }
 }
+
+/// Runs the decoders that turn a client certificate into a [`fleetgate_types::ClientId`]: DER as
+/// the TLS layer hands it over, and the proxy header forms (URL-escaped PEM, Envoy's XFCC).
+pub fn client_identity(data: &[u8]) {
+    let check = |der: &[u8]| {
+        if let Ok(id) = tls::identity_from_der(der) {
+            assert!(!id.public_key.is_empty());
+            assert_eq!(
+                id.client_id,
+                fleetgate_types::ClientId::from_public_key(&id.public_key)
+            );
+        }
+    };
+    check(data);
+    if let Ok(der) = certsource::pem_certificate(data) {
+        check(&der);
+    }
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(der) = certsource::der_from_escaped_pem(text) {
+        check(&der);
+    }
+    if let Ok(der) = certsource::der_from_escaped_pem(&certsource::xfcc_cert(text)) {
+        check(&der);
+    }
+}
+
+/// Splits `data` as a `/files/<service>/<name>` request path.
+pub fn files_path(data: &[u8]) {
+    if let Ok(path) = std::str::from_utf8(data) {
+        let _ = files::parse_path(path);
+    }
+}
+
+/// Parses `data` as an `If-Modified-Since` date; a date that parses formats to one that parses
+/// back to the same second.
+pub fn http_date(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(t) = date::parse(text) {
+        let again = date::format(t);
+        assert_eq!(
+            date::parse(&again),
+            Some(t),
+            "{text:?} formats as {again:?}"
+        );
+    }
+}
+
+#[path = "fuzzing_tls.rs"]
+mod tls_harness;
+
+pub use tls_harness::{TlsPeers, tls_accept, tls_session};

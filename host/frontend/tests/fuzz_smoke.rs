@@ -2,7 +2,11 @@
 //! bytes and mutations of valid inputs, so CI catches panics without nightly.
 #![allow(clippy::unwrap_used)]
 
-use fleetgate_frontend::fuzzing;
+mod common;
+
+use std::sync::LazyLock;
+
+use fleetgate_frontend::fuzzing::{self, TlsPeers};
 use fleetgate_frontend::wire;
 use fleetgate_pb::fleetspeak::{ContactData, Message, WrappedContactData};
 use prost::Message as _;
@@ -10,6 +14,35 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const ROUNDS: usize = 3_000;
+
+/// Each TLS run does a real handshake; fewer of them keep this test quick.
+const TLS_ROUNDS: usize = 300;
+
+static PEERS: LazyLock<TlsPeers> = LazyLock::new(|| {
+    let pki = common::pki();
+    let client = common::client_cert();
+    TlsPeers::new(
+        &pki.server_cert_pem,
+        &pki.server_key_pem,
+        pki.ca_der.clone(),
+        client.chain.clone(),
+        rustls_pki_types::PrivateKeyDer::Pkcs8(client.key_der.clone().into()),
+    )
+    .unwrap()
+});
+
+/// The committed seed corpus of a fuzz target (`fuzz/seeds/<target>/`).
+fn committed_seeds(target: &str) -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .collect();
+    seeds.sort();
+    seeds
+}
 
 fn seeds() -> Vec<Vec<u8>> {
     let cd = ContactData {
@@ -78,6 +111,14 @@ fn run_all(data: &[u8]) {
     fuzzing::wrapped_contact_data(data);
     fuzzing::deflate_body(data);
     fuzzing::proxy_header(data);
+    fuzzing::client_identity(data);
+    fuzzing::files_path(data);
+    fuzzing::http_date(data);
+}
+
+fn run_tls(data: &[u8]) {
+    fuzzing::tls_accept(PEERS.server.clone(), data);
+    fuzzing::tls_session(&PEERS, data);
 }
 
 #[test]
@@ -101,5 +142,50 @@ fn mutated_valid_inputs_do_not_panic() {
     for i in 0..ROUNDS {
         let seed = &seeds[i % seeds.len()];
         run_all(&mutate(&mut rng, seed));
+    }
+}
+
+#[test]
+fn committed_tls_seeds_do_not_panic() {
+    for seed in committed_seeds("tls_accept") {
+        fuzzing::tls_accept(PEERS.server.clone(), &seed);
+    }
+    for seed in committed_seeds("tls_session") {
+        fuzzing::tls_session(&PEERS, &seed);
+    }
+}
+
+#[test]
+fn random_and_mutated_tls_scripts_do_not_panic() {
+    let mut rng = StdRng::seed_from_u64(0x715);
+    let seeds: Vec<Vec<u8>> = committed_seeds("tls_accept")
+        .into_iter()
+        .chain(committed_seeds("tls_session"))
+        .collect();
+    for i in 0..TLS_ROUNDS {
+        let data: Vec<u8> = if i % 2 == 0 {
+            (0..rng.random_range(0..256))
+                .map(|_| rng.random())
+                .collect()
+        } else {
+            mutate(&mut rng, &seeds[i % seeds.len()])
+        };
+        run_tls(&data);
+    }
+}
+
+/// Found by `random_and_mutated_tls_scripts_do_not_panic`. The script: TLS 1.2 without a client
+/// certificate (`bb`), transport writes of 364 bytes (`a5 34`), a bit flip at offset 0x5ef8 with
+/// mask 0xa7 pending for the client's next bytes (`92 f8 5e a6`), writes of 350 bytes (`a5 32`),
+/// the server's shutdown (`df`); then the client's close_notify (the flip lands in it) and the
+/// server's reads. `poll_shutdown` queued our close_notify, for which rustls sets
+/// `sent_fatal_alert`; the corrupt record read afterwards makes rustls send a fatal alert
+/// (`handle_deframe_error` → `send_fatal_alert`), whose `debug_assert!(!self.sent_fatal_alert)`
+/// fires: a panic in debug builds, a second alert after the close_notify in release.
+#[test]
+fn a_tls12_shutdown_script_does_not_make_rustls_send_a_second_fatal_alert() {
+    let script = [0xbb, 0xa5, 0x34, 0x92, 0xf8, 0x5e, 0xa6, 0xa5, 0x32, 0xdf];
+    for _ in 0..4 {
+        fuzzing::tls_session(&PEERS, &script);
     }
 }

@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ClientError, LoadgenError};
-pub use identity::Identity;
+pub use identity::{Identity, load_roots};
 pub use report::{Latency, Report};
 
 use crate::admin::{Admin, Inserted};

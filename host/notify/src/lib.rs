@@ -7,12 +7,14 @@
 //! * [`client`]: [`HttpNotifier`], the sending side, and [`InProcessNotifier`] for a single
 //!   server.
 //! * [`listener`]: [`Listener`], the receiving side; it hands each id to a [`Dispatch`].
+//! * [`fuzzing`]: the entry point for the listener's fuzz target.
 //! * [`plan`]: which of them a components config asks for (§2) and the address streams record.
 //!
 //! The crate never sees message contents: only client ids and server addresses.
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod fuzzing;
 pub mod listener;
 pub mod plan;
 

@@ -4,18 +4,25 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use fleetgate_types::ClientId;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::{Dispatch, NotifyError, Stats};
+
+/// How long a peer may take to send a request's head. Without it a connection that never
+/// finishes one is held forever (hyper sets no limit of its own), and enough of them exhaust
+/// file descriptors; a notifying server sends its whole request at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound notification listener; [`Listener::serve`] starts answering.
 #[derive(Debug)]
@@ -73,7 +80,7 @@ impl Listener {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "notification listener: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
@@ -84,31 +91,61 @@ impl Listener {
             let (dispatch, stats, shutdown) = (dispatch.clone(), stats.clone(), shutdown.clone());
             let secret = self.secret.clone();
             tasks.spawn(async move {
-                let service = service_fn(move |req| {
-                    let reply = match authorized(&req, secret.as_deref()) {
-                        true => handle(&req, &dispatch, &stats),
-                        false => {
-                            Stats::bump(&stats.unauthorized);
-                            tracing::warn!(%peer, path = req.uri().path(), "notification refused: the shared secret is missing or wrong");
-                            text_reply(StatusCode::UNAUTHORIZED, "notification secret missing or wrong")
-                        }
-                    };
-                    async move { Ok::<_, Infallible>(reply) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service);
-                tokio::pin!(conn);
-                tokio::select! {
-                    r = conn.as_mut() => if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "notification connection ended with an error");
-                    },
-                    () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+                let served =
+                    serve_connection(tcp, dispatch, stats, secret, shutdown, HEADER_READ_TIMEOUT)
+                        .await;
+                if let Err(e) = served {
+                    tracing::debug!(%peer, error = %e, "notification connection ended with an error");
                 }
             });
         }
         tasks.close();
         // Requests are answered at once; do not wait for idle keep-alive connections.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tasks.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await;
+    }
+}
+
+/// Answers the requests of one connection (HTTP/1.1 with keep-alive) until the peer closes it,
+/// until `shutdown` fires and the request in progress is answered, or until a request head has
+/// taken longer than `header_timeout` to arrive. With `secret`, a request without it is refused.
+pub async fn serve_connection<IO>(
+    io: IO,
+    dispatch: Dispatch,
+    stats: Arc<Stats>,
+    secret: Option<Arc<str>>,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) -> Result<(), hyper::Error>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let reply = if authorized(&req, secret.as_deref()) {
+            handle(&req, &dispatch, &stats)
+        } else {
+            Stats::bump(&stats.unauthorized);
+            tracing::warn!(
+                path = req.uri().path(),
+                "notification refused: the shared secret is missing or wrong"
+            );
+            text_reply(
+                StatusCode::UNAUTHORIZED,
+                "notification secret missing or wrong",
+            )
+        };
+        async move { Ok::<_, Infallible>(reply) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
     }
 }
 

@@ -212,3 +212,53 @@ async fn wildcard_listen_address_reports_dual_stack_form() {
         "{shown}"
     );
 }
+
+/// A peer that never finishes its request head loses the connection after the header timeout
+/// (hyper alone would hold it forever), and a whole request on another connection is answered.
+#[tokio::test]
+async fn an_unfinished_request_head_is_cut_after_the_header_timeout() {
+    let timeout = Duration::from_millis(300);
+    let dispatch: Dispatch = Arc::new(|_| false);
+    let stats = Arc::new(Stats::default());
+    let (mut slow, ours) = tokio::io::duplex(4096);
+    let served = tokio::spawn(fleetgate_notify::listener::serve_connection(
+        ours,
+        dispatch.clone(),
+        stats.clone(),
+        None,
+        CancellationToken::new(),
+        timeout,
+    ));
+    slow.write_all(b"POST /client/0123456789abcdef HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(timeout * 20, slow.read_to_end(&mut answer))
+        .await
+        .expect("the connection is closed after the header timeout")
+        .expect("read");
+    assert!(
+        tokio::time::timeout(timeout * 20, served).await.is_ok(),
+        "the connection task ended"
+    );
+    assert_eq!(stats.received(), 0);
+
+    let (mut fast, ours) = tokio::io::duplex(4096);
+    tokio::spawn(fleetgate_notify::listener::serve_connection(
+        ours,
+        dispatch,
+        stats.clone(),
+        None,
+        CancellationToken::new(),
+        timeout,
+    ));
+    fast.write_all(
+        b"POST /client/0123456789abcdef HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let mut answer = Vec::new();
+    fast.read_to_end(&mut answer).await.expect("read");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(stats.received(), 1);
+}
