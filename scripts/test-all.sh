@@ -51,12 +51,17 @@ step "fuzz every decoder of peer input, and the config parsers (bounded time per
 # Each target starts from its committed seeds (fuzz/seeds/<target>, if any) and the corpus kept
 # from earlier runs (fuzz/corpus/<target>, not committed). docs/FUZZING.md records longer runs.
 fuzz="$root/host/frontend/fuzz"
-(cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz build)
+# The instrumented build (sanitizers, release, the store's dependencies through the notify and
+# config targets) is the slowest of the run; its target directory is kept per machine outside
+# the clone, as the GRR virtualenv is, so a later run rebuilds only the workspace's own crates.
+fuzz_target="${FLEETGATE_FUZZ_TARGET_DIR:-/var/cache/fleetgate/fuzz-target}"
+mkdir -p "$fuzz_target"
+(cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz build --target-dir "$fuzz_target")
 for target in $(cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz list); do
   mkdir -p "$fuzz/corpus/$target"
   dirs=("$fuzz/corpus/$target")
   [ -d "$fuzz/seeds/$target" ] && dirs+=("$fuzz/seeds/$target")
-  (cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "${dirs[@]}" -- \
+  (cd host/frontend && RUSTC_BOOTSTRAP=1 cargo fuzz run --target-dir "$fuzz_target" "$target" "${dirs[@]}" -- \
     -max_total_time="${FUZZ_SECONDS:-15}" -print_final_stats=0)
 done
 
