@@ -284,8 +284,9 @@ async fn invalid_server_key_fails_to_start() {
     assert!(config.validate().is_err());
     let handler = std::sync::Arc::new(TestHandler::default());
     let res = fleetgate_frontend::serve(listener, config, handler, Default::default()).await;
+    // The key is refused by name, before any connection.
     assert!(matches!(
         res,
-        Err(fleetgate_frontend::FrontendError::Tls(_))
+        Err(fleetgate_frontend::FrontendError::Key(_))
     ));
 }
