@@ -97,23 +97,9 @@ impl Target {
             "the server died during {attack}; log tail:\n{}",
             fleetgate_tests::tail(&self.server.log_text(), 40)
         );
-        let log = self.server.log_text();
-        if let Some(line) = panic_line(&log) {
-            panic!("{attack} made the server panic: {line}");
-        }
+        assert_no_panic(attack, &self.server.log_text());
         self.round_trip().await;
-        let rss = self.rss_kib();
-        println!(
-            "hostile: {attack}: {outcome}; {:.1?}; RSS {} MiB after (start {} MiB)",
-            started.elapsed(),
-            rss / 1024,
-            self.rss_start_kib / 1024
-        );
-        assert!(
-            rss < self.rss_start_kib + RSS_HEADROOM_KIB,
-            "after {attack} the server holds {rss} KiB resident, started at {} KiB",
-            self.rss_start_kib
-        );
+        assert_bounded(attack, outcome, started, self.rss_kib(), self.rss_start_kib);
     }
 }
 
@@ -733,22 +719,10 @@ impl Listener {
 
     async fn survived(&mut self, attack: &str, outcome: &str, started: Instant) {
         self.node.check_running();
-        if let Some(line) = panic_line(&self.node.log_text()) {
-            panic!("{attack} made the server panic: {line}");
-        }
+        assert_no_panic(attack, &self.node.log_text());
         self.well_served().await;
         let rss = rss_kib(self.node.pid().unwrap());
-        println!(
-            "hostile: {attack}: {outcome}; {:.1?}; RSS {} MiB after (start {} MiB)",
-            started.elapsed(),
-            rss / 1024,
-            self.rss_start_kib / 1024
-        );
-        assert!(
-            rss < self.rss_start_kib + RSS_HEADROOM_KIB,
-            "after {attack} the server holds {rss} KiB resident, started at {} KiB",
-            self.rss_start_kib
-        );
+        assert_bounded(attack, outcome, started, rss, self.rss_start_kib);
     }
 }
 
@@ -838,4 +812,25 @@ async fn notification_floods_leave_the_listener_serving() {
     .await;
     // Each is closed by the header timeout.
     read_until_closed(&mut held[0]).await;
+}
+
+/// Fails if the server's log shows a panic since it started.
+fn assert_no_panic(attack: &str, log: &str) {
+    if let Some(line) = panic_line(log) {
+        panic!("{attack} made the server panic: {line}");
+    }
+}
+
+/// Prints what the attack cost and fails if the server's resident memory grew past the headroom.
+fn assert_bounded(attack: &str, outcome: &str, started: Instant, rss: u64, rss_start: u64) {
+    println!(
+        "hostile: {attack}: {outcome}; {:.1?}; RSS {} MiB after (start {} MiB)",
+        started.elapsed(),
+        rss / 1024,
+        rss_start / 1024
+    );
+    assert!(
+        rss < rss_start + RSS_HEADROOM_KIB,
+        "after {attack} the server holds {rss} KiB resident, started at {rss_start} KiB"
+    );
 }
