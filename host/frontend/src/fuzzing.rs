@@ -106,6 +106,26 @@ pub fn files_path(data: &[u8]) {
     }
 }
 
+/// Parses `data` as a `Range` header for a file whose size its first two bytes give: every range
+/// returned lies inside the file.
+pub fn files_range(data: &[u8]) {
+    let [a, b, rest @ ..] = data else {
+        return;
+    };
+    let size = usize::from(u16::from_le_bytes([*a, *b]));
+    let Ok(value) = std::str::from_utf8(rest) else {
+        return;
+    };
+    if let Ok(ranges) = files::parse_range(value, size) {
+        for r in ranges {
+            assert!(
+                r.start <= r.end && r.end <= size,
+                "{value:?} on {size} bytes gave {r:?}"
+            );
+        }
+    }
+}
+
 /// Parses `data` as an `If-Modified-Since` date; a date that parses formats to one that parses
 /// back to the same second.
 pub fn http_date(data: &[u8]) {
