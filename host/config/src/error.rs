@@ -252,4 +252,13 @@ pub enum ValidationError {
         /// The name both entries have.
         name: String,
     },
+    /// A retry policy or client message expiry that cannot work.
+    #[error("{field}: {reason}")]
+    Lifecycle {
+        /// Where: `services[2] "Foo": retry_policy.max_attempts` or
+        /// `client_message_expiry[1]`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -35,16 +35,27 @@
 //! contacts = "720h"                    # client contacts, by contact time
 //! messages = "2160h"                   # finished messages, by creation time (never pending ones)
 //! resource_usage = "720h"              # resource usage records, by receipt time
+//! dead_letters = "720h"                # dead letters, by the time the message died
 //!
 //! [router]                             # optional: sees every client message first
 //! path = "router.wasm"                 # a component of the `router` world, or bundled:<name>
 //! config = "GRR eu GRR-eu"             # handed to its `init`
 //! grants = ["clients"]                 # log, metrics, clock, clients
 //!
+//! [expiry]                             # optional: client-bound messages not delivered in time
+//! default = "168h"                     # every service not listed; absent: never expire
+//! services = { GRR = "24h", Keep = "0" }   # per destination service; "0": never
+//!
 //! [[services]]
 //! name = "GRR"
 //! factory = "GRPC"                     # optional when a factory table is given
 //! max_parallelism = 100                # 0 or absent: 100
+//! [services.retry]                     # optional; absent keys keep Fleetspeak's behaviour
+//! max_attempts = 5                     # attempts in all, first included; absent: unlimited
+//! max_age = "24h"                      # not retried once older; absent: no limit
+//! initial_backoff = "60s"              # wait before the first retry, × U[1,2)
+//! backoff_multiplier = 1.1             # growth per retry, at least 1
+//! max_backoff = "1h"                   # longest wait; absent: none
 //! [services.grpc]                      # or [services.cps] project topic,
 //! target = "localhost:11111"           # or [services.wasm] path config
 //! insecure = true
@@ -60,6 +71,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ::toml::Spanned;
+use fleetgate_pb::fleetgate::lifecycle::v1::{ClientMessageExpiry, RetryPolicy};
 use fleetgate_pb::fleetgate::plugin::v1::WasmConfig;
 use fleetgate_pb::fleetspeak::components::{self, frontend_config::FrontendMode};
 use fleetgate_pb::fleetspeak::server::{ServerConfig, ServiceConfig};
@@ -100,6 +112,8 @@ pub struct Retention {
     pub messages: Duration,
     /// Resource usage records, by the time the server received them.
     pub resource_usage: Duration,
+    /// Dead letters, by the time the message died.
+    pub dead_letters: Duration,
 }
 
 mod schema;
@@ -241,13 +255,20 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
             contacts: age(&ctx, "retention.contacts", r.contacts)?,
             messages: age(&ctx, "retention.messages", r.messages)?,
             resource_usage: age(&ctx, "retention.resource_usage", r.resource_usage)?,
+            dead_letters: age(&ctx, "retention.dead_letters", r.dead_letters)?,
         },
     };
+    let client_message_expiry = file
+        .expiry
+        .map(|e| expiry(&ctx, e))
+        .transpose()?
+        .unwrap_or_default();
     Ok(TomlSettings {
         components,
         services: ServerConfig {
             services,
             broadcast_poll_time,
+            client_message_expiry,
         },
         database_url,
         state_dir: file.state_dir.map(|p| ctx.resolve(&p)),
@@ -476,12 +497,98 @@ fn service(
             ));
         }
     };
+    let retry_policy = s
+        .retry
+        .map(|r| retry(ctx, &format!("{key}.retry"), r))
+        .transpose()?;
     Ok(ServiceConfig {
         name: s.name,
         factory,
         max_parallelism: s.max_parallelism,
         config: table.map(|(_, _, any)| any),
+        retry_policy,
     })
+}
+
+/// `[services.retry]` as the services config's `retry_policy`.
+fn retry(ctx: &Ctx<'_>, key: &str, r: RetryToml) -> Result<RetryPolicy, ConfigError> {
+    let max_attempts = match r.max_attempts {
+        None => None,
+        Some(n) => {
+            let span = n.span();
+            match u32::try_from(*n.get_ref()) {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    return Err(ctx.error(
+                        span,
+                        format!("{key}.max_attempts"),
+                        format!(
+                            "{} is not an attempt count: give at least 1 (leave it out to retry without limit)",
+                            n.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let backoff_multiplier = match r.backoff_multiplier {
+        None => None,
+        Some(m) if m.get_ref().is_finite() && *m.get_ref() >= 1.0 => Some(*m.get_ref()),
+        Some(m) => {
+            return Err(ctx.error(
+                m.span(),
+                format!("{key}.backoff_multiplier"),
+                format!(
+                    "{} is not a multiplier of at least 1 (1 keeps the wait constant)",
+                    m.get_ref()
+                ),
+            ));
+        }
+    };
+    let duration = |field: &str, v: Option<Spanned<String>>| -> Result<_, ConfigError> {
+        match v {
+            None => Ok(None),
+            Some(v) => {
+                Ok(
+                    prost_types::Duration::try_from(age(ctx, &format!("{key}.{field}"), Some(v))?)
+                        .ok(),
+                )
+            }
+        }
+    };
+    Ok(RetryPolicy {
+        max_attempts,
+        max_age: duration("max_age", r.max_age)?,
+        initial_backoff: duration("initial_backoff", r.initial_backoff)?,
+        backoff_multiplier,
+        max_backoff: duration("max_backoff", r.max_backoff)?,
+    })
+}
+
+/// `[expiry]` as the services config's `client_message_expiry` (the default first).
+fn expiry(ctx: &Ctx<'_>, e: ExpiryToml) -> Result<Vec<ClientMessageExpiry>, ConfigError> {
+    let mut out = Vec::new();
+    let entry = |service: String, key: String, v: Spanned<String>| -> Result<_, ConfigError> {
+        Ok(ClientMessageExpiry {
+            service,
+            max_age: prost_types::Duration::try_from(age(ctx, &key, Some(v))?).ok(),
+        })
+    };
+    if let Some(d) = e.default {
+        out.push(entry(String::new(), "expiry.default".into(), d)?);
+    }
+    for (service, v) in e.services {
+        if service.is_empty() {
+            return Err(ctx.error(
+                v.span(),
+                "expiry.services",
+                "a service name is empty; the default is `expiry.default`",
+            ));
+        }
+        let key = format!("expiry.services.{service}");
+        out.push(entry(service, key, v)?);
+    }
+    Ok(out)
 }
 
 /// Dotted key at byte `offset`: the table header in force plus the key on

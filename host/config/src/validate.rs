@@ -117,6 +117,27 @@ pub fn services(config: &mut ServerConfig) -> Result<(), ValidationError> {
         if service.max_parallelism == 0 {
             service.max_parallelism = DEFAULT_MAX_PARALLELISM;
         }
+        if let Some(policy) = &service.retry_policy {
+            retry_policy(policy).map_err(|(field, reason)| ValidationError::Lifecycle {
+                field: format!("services[{index}] \"{name}\": retry_policy.{field}"),
+                reason,
+            })?;
+        }
+    }
+    let mut expiring = HashSet::new();
+    for (index, e) in config.client_message_expiry.iter().enumerate() {
+        let bad = |reason: String| ValidationError::Lifecycle {
+            field: format!("client_message_expiry[{index}]"),
+            reason,
+        };
+        if !expiring.insert(e.service.as_str()) {
+            return Err(bad(if e.service.is_empty() {
+                "a second default (service empty); give it once".into()
+            } else {
+                format!("service {:?} is given twice", e.service)
+            }));
+        }
+        duration(e.max_age.as_ref()).map_err(|why| bad(format!("max_age {why}")))?;
     }
     let poll = match &config.broadcast_poll_time {
         None => DEFAULT_BROADCAST_POLL_TIME,
@@ -126,6 +147,48 @@ pub fn services(config: &mut ServerConfig) -> Result<(), ValidationError> {
     };
     config.broadcast_poll_time = prost_types::Duration::try_from(poll).ok();
     Ok(())
+}
+
+/// Checks one service's retry policy; on error, the field and what is wrong.
+fn retry_policy(
+    p: &fleetgate_pb::fleetgate::lifecycle::v1::RetryPolicy,
+) -> Result<(), (&'static str, String)> {
+    if p.max_attempts == Some(0) {
+        return Err((
+            "max_attempts",
+            "must be at least 1 (leave it out to retry without limit)".into(),
+        ));
+    }
+    for (field, d) in [
+        ("max_age", &p.max_age),
+        ("initial_backoff", &p.initial_backoff),
+        ("max_backoff", &p.max_backoff),
+    ] {
+        duration(d.as_ref()).map_err(|why| (field, why))?;
+    }
+    if let Some(m) = p.backoff_multiplier
+        && !(m.is_finite() && m >= 1.0)
+    {
+        return Err((
+            "backoff_multiplier",
+            format!("{m} is not a number of at least 1 (1 keeps the wait constant)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A duration field is absent or a non-negative, valid duration.
+fn duration(d: Option<&prost_types::Duration>) -> Result<(), String> {
+    match d {
+        Some(d) if d.seconds < 0 || d.nanos < 0 => Err(format!(
+            "is negative ({}s); durations here are at least 0",
+            d.seconds
+        )),
+        Some(d) if std::time::Duration::try_from(*d).is_err() => {
+            Err(format!("is not a valid duration ({d:?})"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -242,7 +305,7 @@ mod tests {
             name: name.into(),
             factory: "NOOP".into(),
             max_parallelism: max,
-            config: None,
+            ..Default::default()
         }
     }
 
@@ -251,7 +314,7 @@ mod tests {
         for bad in ["", "system", "client"] {
             let mut config = ServerConfig {
                 services: vec![service("GRR", 0), service(bad, 0)],
-                broadcast_poll_time: None,
+                ..Default::default()
             };
             assert_eq!(
                 services(&mut config).map_err(|e| e.to_string()),
@@ -260,7 +323,7 @@ mod tests {
         }
         let mut dup = ServerConfig {
             services: vec![service("GRR", 0), service("GRR", 5)],
-            broadcast_poll_time: None,
+            ..Default::default()
         };
         assert_eq!(
             services(&mut dup),
@@ -272,7 +335,7 @@ mod tests {
         // `server` is not reserved, whatever the proto comment says.
         let mut ok = ServerConfig {
             services: vec![service("server", 0), service("b", 7)],
-            broadcast_poll_time: None,
+            ..Default::default()
         };
         assert_eq!(services(&mut ok), Ok(()));
         let max: Vec<u32> = ok.services.iter().map(|s| s.max_parallelism).collect();
@@ -300,6 +363,7 @@ mod tests {
                     seconds: given.0,
                     nanos: given.1,
                 }),
+                ..Default::default()
             };
             assert_eq!(services(&mut config), Ok(()));
             assert_eq!(
@@ -308,6 +372,91 @@ mod tests {
                     seconds: want,
                     nanos: 0
                 })
+            );
+        }
+    }
+
+    #[test]
+    fn retry_policies_and_expiry_name_the_field_that_cannot_work() {
+        use fleetgate_pb::fleetgate::lifecycle::v1::{ClientMessageExpiry, RetryPolicy};
+        let with_policy = |p: RetryPolicy| ServerConfig {
+            services: vec![
+                service("GRR", 0),
+                ServiceConfig {
+                    retry_policy: Some(p),
+                    ..service("Foo", 0)
+                },
+            ],
+            ..Default::default()
+        };
+        let secs = |s: i64| {
+            Some(prost_types::Duration {
+                seconds: s,
+                nanos: 0,
+            })
+        };
+        for (policy, want) in [
+            (
+                RetryPolicy {
+                    max_attempts: Some(0),
+                    ..Default::default()
+                },
+                "services[1] \"Foo\": retry_policy.max_attempts: must be at least 1 (leave it out to retry without limit)",
+            ),
+            (
+                RetryPolicy {
+                    max_age: secs(-5),
+                    ..Default::default()
+                },
+                "services[1] \"Foo\": retry_policy.max_age: is negative (-5s); durations here are at least 0",
+            ),
+            (
+                RetryPolicy {
+                    backoff_multiplier: Some(0.5),
+                    ..Default::default()
+                },
+                "services[1] \"Foo\": retry_policy.backoff_multiplier: 0.5 is not a number of at least 1 (1 keeps the wait constant)",
+            ),
+        ] {
+            let mut config = with_policy(policy);
+            assert_eq!(
+                services(&mut config).map_err(|e| e.to_string()),
+                Err(want.to_owned())
+            );
+        }
+        let mut ok = with_policy(RetryPolicy {
+            max_attempts: Some(3),
+            initial_backoff: secs(1),
+            backoff_multiplier: Some(1.0),
+            ..Default::default()
+        });
+        assert_eq!(services(&mut ok), Ok(()));
+
+        let expiry = |service: &str, s: i64| ClientMessageExpiry {
+            service: service.into(),
+            max_age: secs(s),
+        };
+        for (list, want) in [
+            (
+                vec![expiry("", 60), expiry("GRR", 5), expiry("", 7)],
+                "client_message_expiry[2]: a second default (service empty); give it once",
+            ),
+            (
+                vec![expiry("GRR", 5), expiry("GRR", 7)],
+                "client_message_expiry[1]: service \"GRR\" is given twice",
+            ),
+            (
+                vec![expiry("GRR", -1)],
+                "client_message_expiry[0]: max_age is negative (-1s); durations here are at least 0",
+            ),
+        ] {
+            let mut config = ServerConfig {
+                client_message_expiry: list,
+                ..Default::default()
+            };
+            assert_eq!(
+                services(&mut config).map_err(|e| e.to_string()),
+                Err(want.to_owned())
             );
         }
     }

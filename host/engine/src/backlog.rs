@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use fleetgate_types::MessageId;
-use fleetgate_types::message::source_client;
+use fleetgate_store::LeasedMessage;
+use fleetgate_types::message::{destination_service, source_client};
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
-use crate::ingest::apply_outcome;
+use crate::lifecycle::Settled;
 
 const TICK: Duration = Duration::from_millis(300);
 const BATCH: usize = 10;
@@ -46,40 +46,32 @@ impl Engine {
     async fn backlog_batch(&self) -> Result<usize, fleetgate_store::StoreError> {
         let batch = self.inner.store.lease_server_messages(BATCH).await?;
         let n = batch.len();
-        let done = join_all(batch.into_iter().map(|mut m| async move {
+        let settled = join_all(batch.into_iter().map(|leased| async move {
+            let LeasedMessage {
+                message: mut m,
+                attempts,
+            } = leased;
             m.is_blocklisted_source = self.is_blacklisted_source(&m).await;
             // A client message whose routing failed is routed now, not dispatched unrouted.
             if let Some(rows) = self.route_from_backlog(&m).await {
-                return Err(rows);
+                return rows;
             }
-            // Another server may run this service; it must not be failed here.
-            let outcome = match self.service(fleetgate_types::message::destination_service(&m)) {
-                Some(_) => self.process(&m).await,
-                None => crate::Outcome::Retry("service not run by this server".into()),
-            };
-            apply_outcome(&mut m, outcome, self.inner.clock.now());
-            Ok(m)
+            match self.service(destination_service(&m)) {
+                Some(_) => match self.process_attempt(m, attempts).await {
+                    // To be retried on the original's back-off: the lease already set when.
+                    Settled::Keep { message, due: None } if message.result.is_none() => Vec::new(),
+                    settled => vec![settled],
+                },
+                // Another server may run this service; it must not be failed, nor its attempts
+                // judged, here. The lease already set when it is due again.
+                None => Vec::new(),
+            }
         }))
         .await;
-        let mut routed = Vec::new();
-        let results: Vec<_> = done
-            .into_iter()
-            .filter_map(|d| match d {
-                Ok(m) => Some((None, MessageId::from_bytes(&m.message_id).ok()?, m.result?)),
-                Err(rows) => {
-                    routed.extend(rows);
-                    None
-                }
-            })
-            .collect();
-        if !routed.is_empty() {
-            // Copy 0 merges into the leased row (its result set if processed); the other copies
-            // are new rows.
-            self.inner.store.store_messages(&routed, None).await?;
-        }
-        if !results.is_empty() {
-            self.inner.store.set_message_results(&results).await?;
-        }
+        // Copy 0 of a routed message merges into the leased row (its result set if processed);
+        // the other copies are new rows.
+        self.store_settled(settled.into_iter().flatten().collect(), None)
+            .await?;
         Ok(n)
     }
 

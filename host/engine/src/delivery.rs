@@ -52,9 +52,10 @@ impl Engine {
             Vec::new()
         } else {
             // Linked to the contact in the lease's own transaction.
-            store
+            let leased = store
                 .client_messages_for_processing(client, MAX_BATCH, tokens.as_ref(), Some(contact))
-                .await?
+                .await?;
+            self.drop_expired(leased).await?
         };
         if let Some(t) = tokens.as_mut() {
             for m in msgs.iter().filter(|m| !is_die(m)) {

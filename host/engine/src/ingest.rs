@@ -11,6 +11,7 @@ use futures::future::join_all;
 use tracing::Instrument;
 
 use crate::Engine;
+use crate::lifecycle::Settled;
 use crate::service::{Outcome, run};
 
 /// Fills in what the server owns for a message from `client`, or says why it is dropped.
@@ -74,25 +75,27 @@ impl Engine {
         }
         // Through the router, if one is installed: a message may become several rows, or none
         // dispatched (see `router`).
-        let processed: Vec<Message> = join_all(valid.into_iter().map(|m| self.dispatch_fresh(m)))
+        let processed: Vec<Settled> = join_all(valid.into_iter().map(|m| self.dispatch_fresh(m)))
             .await
             .into_iter()
             .flatten()
             .collect();
-        self.inner
-            .store
-            .store_messages(&processed, Some(contact))
-            .await
+        self.store_settled(processed, Some(contact)).await
     }
 
-    /// Runs a fresh message through its service and sets its result for storage.
-    pub(crate) async fn process_fresh(&self, mut m: Message) -> Message {
-        let outcome = self.process(&m).await;
-        apply_outcome(&mut m, outcome, self.inner.clock.now());
-        m
+    /// Runs a fresh message through its service: its first attempt.
+    pub(crate) async fn process_fresh(&self, m: Message) -> Settled {
+        self.process_attempt(m, 1).await
     }
 
-    pub(crate) async fn process(&self, m: &Message) -> Outcome {
+    /// Runs attempt number `attempts` of a message and settles it under its service's policy.
+    pub(crate) async fn process_attempt(&self, m: Message, attempts: u32) -> Settled {
+        let (outcome, plugin) = self.process(&m).await;
+        self.settle(m, outcome, attempts, plugin)
+    }
+
+    /// One attempt: the outcome and the version of the service that gave it.
+    async fn process(&self, m: &Message) -> (Outcome, Option<String>) {
         let service = destination_service(m);
         let span = tracing::info_span!(
             "message",
@@ -101,9 +104,15 @@ impl Engine {
             r#type = %m.message_type
         );
         let start = Instant::now();
-        let outcome = match self.service(service) {
-            Some(entry) => run(&entry, m).instrument(span).await,
-            None => Outcome::Failed(format!("unknown service \"{service}\"")),
+        let (outcome, version) = match self.service(service) {
+            Some(entry) => (
+                run(&entry, m).instrument(span).await,
+                entry.service.version(),
+            ),
+            None => (
+                Outcome::Failed(format!("unknown service \"{service}\"")),
+                None,
+            ),
         };
         if let Some(metrics) = self.metrics() {
             let word = match &outcome {
@@ -113,7 +122,7 @@ impl Engine {
             };
             metrics.message_processed(service, word, start.elapsed());
         }
-        outcome
+        (outcome, version)
     }
 }
 

@@ -8,6 +8,7 @@
 //! * [`service`]: the `Service` trait that plugins implement, with per-service parallelism.
 //! * [`router`]: the optional `Router` that re-addresses, fans out or drops client messages.
 //! * [`backlog`]: retrying server-bound messages whose processing failed temporarily.
+//! * [`lifecycle`]: retry policies, dead letters, expiry of client-bound messages, replay.
 //! * [`registry`]: the streams this server holds, woken when a client has new messages.
 //! * [`notifier`]: asking the server that holds a client's stream to wake it.
 //! * [`cache`]: a 45-second cache of client records.
@@ -25,6 +26,7 @@ pub mod cache;
 pub mod contact;
 pub mod delivery;
 pub mod ingest;
+pub mod lifecycle;
 pub mod metrics;
 pub mod notifier;
 pub mod registry;
@@ -46,6 +48,7 @@ use fleetgate_types::time::to_timestamp;
 use fleetgate_types::{ClientId, Clock, MessageId};
 
 pub use contact::Stream;
+pub use lifecycle::{Backoff, Expiry, RetryPolicy};
 pub use notifier::{Notifier, StreamedTo};
 pub use router::{Routed, Router};
 pub use service::{NoopService, Outcome, Service, ServiceEntry, ServiceError, Services};
@@ -67,6 +70,8 @@ pub struct EngineConfig {
     /// How long after a new stream starts the unacknowledged leases of the client's earlier
     /// contacts become due again: time for acks still on their way to arrive first.
     pub redelivery_grace: Duration,
+    /// When client-bound messages stop being delivered (off by default, as in Fleetspeak).
+    pub expiry: lifecycle::Expiry,
 }
 
 impl Default for EngineConfig {
@@ -76,6 +81,7 @@ impl Default for EngineConfig {
             streaming_to: String::new(),
             broadcast_poll_time: broadcasts::DEFAULT_POLL_TIME,
             redelivery_grace: delivery::REDELIVERY_GRACE,
+            expiry: lifecycle::Expiry::default(),
         }
     }
 }
@@ -260,11 +266,8 @@ impl Engine {
                     .await?;
             }
             None => {
-                let m = self.process_fresh(m).await;
-                self.inner
-                    .store
-                    .store_messages(std::slice::from_ref(&m), None)
-                    .await?;
+                let settled = self.process_fresh(m).await;
+                self.store_settled(vec![settled], None).await?;
             }
         }
         Ok(id)
@@ -310,7 +313,7 @@ impl Engine {
 
     /// Wakes the streams of clients that have just had messages stored: those held here at once,
     /// the others through the notifier, without waiting for it.
-    fn wake(&self, clients: impl IntoIterator<Item = (ClientId, Option<StreamedTo>)>) {
+    pub(crate) fn wake(&self, clients: impl IntoIterator<Item = (ClientId, Option<StreamedTo>)>) {
         let elsewhere = clients
             .into_iter()
             .filter(|(client, _)| !self.notify_client(*client))

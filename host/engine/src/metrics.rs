@@ -1,9 +1,10 @@
 //! The engine's side of telemetry: the [`Metrics`] handle it records into, and the task that
-//! refreshes the pending-queue gauge from the store.
+//! refreshes the pending-queue gauges (sizes, oldest message per service) from the store.
 //!
 //! The engine only records; it never serves. The handle comes from `fleetgate-telemetry` without
 //! its `serve` feature, so no HTTP code is linked through here.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use fleetgate_telemetry::Metrics;
@@ -42,10 +43,28 @@ impl Engine {
         let Some(metrics) = self.metrics().cloned() else {
             return;
         };
+        // Series set last time, so a queue that emptied reads 0 rather than its last age.
+        let mut shown: HashSet<(String, bool)> = HashSet::new();
         loop {
             match self.inner.store.pending_counts().await {
                 Ok(c) => metrics.set_pending(c.to_clients, c.to_servers),
                 Err(e) => tracing::debug!(error = %e, "counting pending messages"),
+            }
+            match self.inner.store.oldest_pending().await {
+                Ok(oldest) => {
+                    let now = self.inner.clock.now();
+                    let mut seen = HashSet::new();
+                    for o in oldest {
+                        let age = now.duration_since(o.created).unwrap_or_default();
+                        metrics.set_oldest_pending(&o.service, o.to_client, age);
+                        seen.insert((o.service, o.to_client));
+                    }
+                    for (service, to_client) in shown.difference(&seen) {
+                        metrics.set_oldest_pending(service, *to_client, Duration::ZERO);
+                    }
+                    shown = seen;
+                }
+                Err(e) => tracing::debug!(error = %e, "reading the oldest pending messages"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,

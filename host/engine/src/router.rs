@@ -29,6 +29,7 @@ use futures::future::join_all;
 
 use crate::Engine;
 use crate::ingest::apply_outcome;
+use crate::lifecycle::Settled;
 use crate::service::{Outcome, ServiceError};
 
 /// Annotation key marking a message whose routing failed; the backlog routes it again.
@@ -66,7 +67,7 @@ impl Engine {
 
     /// Routes a fresh client message and processes each copy; returns the rows to store, each
     /// with its outcome. Without a router this is just [`Engine::process_fresh`].
-    pub(crate) async fn dispatch_fresh(&self, mut m: Message) -> Vec<Message> {
+    pub(crate) async fn dispatch_fresh(&self, mut m: Message) -> Vec<Settled> {
         let Some(router) = self.router() else {
             return vec![self.process_fresh(m).await];
         };
@@ -75,7 +76,10 @@ impl Engine {
             Ok(copies) if copies.is_empty() => {
                 tracing::debug!(id, "router dropped the message");
                 apply_outcome(&mut m, Outcome::Processed, self.inner.clock.now());
-                vec![m]
+                vec![Settled::Keep {
+                    message: m,
+                    due: None,
+                }]
             }
             Ok(copies) => {
                 let copies = copies
@@ -88,17 +92,22 @@ impl Engine {
             Err(e) => {
                 tracing::warn!(id, error = %e, "router failed; the message waits for the backlog");
                 mark_unrouted(&mut m);
+                // Never dead-lettered, whatever the service's policy: a bad router must not
+                // lose messages.
                 apply_outcome(
                     &mut m,
                     Outcome::Retry(format!("router: {e}")),
                     self.inner.clock.now(),
                 );
-                vec![m]
+                vec![Settled::Keep {
+                    message: m,
+                    due: None,
+                }]
             }
         }
     }
 
-    async fn process_copy(&self, mut c: Message) -> Message {
+    async fn process_copy(&self, c: Message) -> Settled {
         let dest = c.destination.as_ref();
         let invalid = match dest {
             Some(d) if !d.client_id.is_empty() => Some("the router addressed it to a client"),
@@ -107,10 +116,7 @@ impl Engine {
             Some(_) => None,
         };
         match invalid {
-            Some(why) => {
-                apply_outcome(&mut c, Outcome::Failed(why.into()), self.inner.clock.now());
-                c
-            }
+            Some(why) => self.settle(c, Outcome::Failed(why.into()), 1, None),
             None => self.process_fresh(c).await,
         }
     }
@@ -133,7 +139,7 @@ impl Engine {
 
     /// For the backlog: a message marked [`UNROUTED`] is routed now (marker removed) and the
     /// rows to store are returned; any other message is left alone (`None`).
-    pub(crate) async fn route_from_backlog(&self, m: &Message) -> Option<Vec<Message>> {
+    pub(crate) async fn route_from_backlog(&self, m: &Message) -> Option<Vec<Settled>> {
         let entries = &m.annotations.as_ref()?.entries;
         if !entries.iter().any(|e| e.key == UNROUTED) {
             return None;

@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use fleetgate_types::pb::fleetspeak::Message;
 use tokio::sync::Semaphore;
 
+use crate::lifecycle::RetryPolicy;
+
 /// Why a service did not process a message. A temporary error is retried later; a permanent one
 /// marks the message failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +27,12 @@ pub enum ServiceError {
 pub trait Service: Send + Sync + 'static {
     /// Processes one message. Called concurrently, up to the service's `max_parallelism`.
     async fn process(&self, message: &Message) -> Result<(), ServiceError>;
+
+    /// What version of the service processes messages (a component's digest), recorded with
+    /// the messages it fails; `None` for built-in services.
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Accepts and drops everything (the original's `NOOP` factory).
@@ -38,12 +46,14 @@ impl Service for NoopService {
     }
 }
 
-/// One configured service with its concurrency limit.
+/// One configured service with its concurrency limit and retry policy.
 #[derive(Clone)]
 pub struct ServiceEntry {
     pub service: Arc<dyn Service>,
     /// Permits = `max_parallelism`. A caller waits for a permit rather than shedding the message.
     pub slots: Arc<Semaphore>,
+    /// When its messages are retried and when they end in the dead letters.
+    pub policy: RetryPolicy,
 }
 
 impl ServiceEntry {
@@ -56,7 +66,14 @@ impl ServiceEntry {
         Self {
             service,
             slots: Arc::new(Semaphore::new(n)),
+            policy: RetryPolicy::default(),
         }
+    }
+
+    /// The entry with `policy` instead of Fleetspeak's (retry forever on its back-off).
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 }
 

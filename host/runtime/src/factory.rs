@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetgate_engine::{Engine, NoopService, Service, ServiceEntry};
+use fleetgate_engine::{Backoff, Engine, NoopService, RetryPolicy, Service, ServiceEntry};
 use fleetgate_pb::any;
 use fleetgate_pb::fleetspeak::grpcservice;
 use fleetgate_pb::fleetspeak::server::ServiceConfig;
@@ -40,6 +40,8 @@ pub struct BuiltService {
     pub name: String,
     pub factory: String,
     pub max_parallelism: u32,
+    /// When its messages are retried and when they go to the dead letters.
+    pub policy: RetryPolicy,
     /// Set for component services (for status: digest, statistics).
     pub component: Option<Arc<ComponentService>>,
     service: Arc<dyn Service>,
@@ -48,7 +50,7 @@ pub struct BuiltService {
 impl BuiltService {
     /// What [`Engine::set_service`] takes (`max_parallelism` 0 means 100, as in Fleetspeak).
     pub fn entry(&self) -> ServiceEntry {
-        ServiceEntry::new(self.service.clone(), self.max_parallelism)
+        ServiceEntry::new(self.service.clone(), self.max_parallelism).with_policy(self.policy)
     }
 }
 
@@ -136,9 +138,30 @@ impl Factory {
             name,
             factory: config.factory.clone(),
             max_parallelism: config.max_parallelism,
+            policy: config
+                .retry_policy
+                .as_ref()
+                .map(retry_policy)
+                .unwrap_or_default(),
             component,
             service,
         })
+    }
+}
+
+/// A service's `retry_policy` (validated by the config loader) as the engine's: every field left
+/// out keeps Fleetspeak's behaviour.
+pub fn retry_policy(p: &fleetgate_pb::fleetgate::lifecycle::v1::RetryPolicy) -> RetryPolicy {
+    let duration = |d: &Option<prost_types::Duration>| d.and_then(|d| Duration::try_from(d).ok());
+    let default = Backoff::default();
+    RetryPolicy {
+        max_attempts: p.max_attempts,
+        max_age: duration(&p.max_age),
+        backoff: Backoff {
+            initial: duration(&p.initial_backoff).unwrap_or(default.initial),
+            multiplier: p.backoff_multiplier.unwrap_or(default.multiplier),
+            max: duration(&p.max_backoff),
+        },
     }
 }
 

@@ -47,6 +47,7 @@ async fn echo_installed_from_config_replies_through_the_engine() {
         factory: "WASM".into(),
         max_parallelism: 2,
         config: Some(any::pack(&echo)),
+        ..Default::default()
     }];
     let host = HostServices::new(Arc::new(engine.clone())).with_clock(clock.clone());
     let factory = Factory::new(support::runtime(), host);

@@ -60,6 +60,7 @@ fn grpc_config(target: &str) -> ServiceConfig {
         factory: "GRPC".into(),
         max_parallelism: 0,
         config: Some(any::pack(&config)),
+        ..Default::default()
     }
 }
 

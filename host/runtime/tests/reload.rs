@@ -81,6 +81,7 @@ fn tag_service(wasm: &Path, tags: &Path, mode: &str) -> ServiceConfig {
         factory: "WASM".into(),
         max_parallelism: 8,
         config: Some(any::pack(&c)),
+        ..Default::default()
     }
 }
 

@@ -31,6 +31,7 @@ fn service_config(name: &str, c: &WasmConfig) -> ServiceConfig {
         factory: "WASM".into(),
         max_parallelism: 4,
         config: Some(any::pack(c)),
+        ..Default::default()
     }
 }
 

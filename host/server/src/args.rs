@@ -235,6 +235,13 @@ pub struct ServerArgs {
         help_heading = "Retention"
     )]
     pub retention_resource_usage: Option<String>,
+    /// Delete dead letters that died longer ago than this (0: keep forever)
+    #[arg(
+        long = "retention_dead_letters",
+        value_name = "DURATION",
+        help_heading = "Retention"
+    )]
+    pub retention_dead_letters: Option<String>,
     #[command(flatten)]
     pub admin_lock: AdminLock,
     /// File holding the shared secret every notification between servers must carry (off by

@@ -230,7 +230,12 @@ fn retention(
             &s.retention_resource_usage,
             file.resource_usage,
         )?,
-    ))
+    )
+    .with_dead_letters(age(
+        "retention_dead_letters",
+        &s.retention_dead_letters,
+        file.dead_letters,
+    )?))
 }
 
 /// `-v=N` maps onto tracing levels (0 info, 1 debug, 2+ trace); `RUST_LOG` overrides.

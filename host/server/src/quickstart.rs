@@ -168,6 +168,7 @@ fn bundled_services(dir: &Path) -> Result<ServerConfig> {
         factory: "WASM".into(),
         max_parallelism: 0,
         config: Some(fleetgate_pb::any::pack(&config)),
+        ..Default::default()
     };
     let echo = WasmConfig {
         path: "bundled:echo".into(),
@@ -192,6 +193,7 @@ fn bundled_services(dir: &Path) -> Result<ServerConfig> {
             seconds: 1,
             nanos: 0,
         }),
+        ..Default::default()
     })
 }
 

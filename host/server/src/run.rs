@@ -120,6 +120,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
                 .broadcast_poll_time
                 .and_then(|d| std::time::Duration::try_from(d).ok())
                 .unwrap_or(fleetgate_engine::broadcasts::DEFAULT_POLL_TIME),
+            expiry: expiry(&settings.services),
             ..EngineConfig::default()
         },
         store.clone(),
@@ -202,6 +203,15 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         let (engine, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
             engine.run_backlog(token).await;
+            Ok(())
+        });
+    }
+    {
+        // Returns at once when nothing can expire; then waits, as a task ending early is dead.
+        let (engine, token) = (engine.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            engine.run_expiry(token.clone()).await;
+            token.cancelled().await;
             Ok(())
         });
     }
@@ -420,4 +430,22 @@ mod tests {
         shutdown.cancel();
         assert_eq!(supervise(&mut tasks, &mut telemetry, &shutdown).await, None);
     }
+}
+
+/// The services config's `client_message_expiry` (validated) as the engine's: the entry without a
+/// service is the default, a zero age never expires.
+fn expiry(services: &ServerConfig) -> fleetgate_engine::Expiry {
+    let mut e = fleetgate_engine::Expiry::default();
+    for x in &services.client_message_expiry {
+        let age = x
+            .max_age
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero());
+        if x.service.is_empty() {
+            e.default = age;
+        } else {
+            e.services.insert(x.service.clone(), age);
+        }
+    }
+    e
 }

@@ -113,8 +113,8 @@ pub trait MessageStore: Send + Sync {
         grace: Duration,
     ) -> Result<u64>;
     /// Leases up to `limit` due server-bound messages; each becomes due again per the server retry
-    /// schedule. Returns the messages with data.
-    async fn lease_server_messages(&self, limit: usize) -> Result<Vec<Message>>;
+    /// schedule. Returns the messages with data and how many attempts each has had.
+    async fn lease_server_messages(&self, limit: usize) -> Result<Vec<LeasedMessage>>;
     async fn get_pending_messages(
         &self,
         clients: &[ClientId],
@@ -202,6 +202,165 @@ pub trait FileStore: Send + Sync {
     async fn read_file(&self, service: &str, name: &str) -> Result<(Vec<u8>, SystemTime)>;
 }
 
+/// A server-bound message leased for another processing attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasedMessage {
+    /// The message with its payload.
+    pub message: Message,
+    /// Processing attempts including the one this lease is for: the inline attempt when the
+    /// message arrived, plus one per lease (`retry_count + 1` after the lease).
+    pub attempts: u32,
+}
+
+/// Why a message ended in the dead letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadReason {
+    /// Its service's retry policy allowed no more attempts.
+    Exhausted,
+    /// It was older than its service's retry policy allows.
+    MaxAge,
+    /// Its service failed it permanently.
+    Permanent,
+    /// A client-bound message older than its expiry, never delivered.
+    Expired,
+}
+
+impl DeadReason {
+    /// Every reason, in display order.
+    pub const ALL: [DeadReason; 4] = [
+        DeadReason::Exhausted,
+        DeadReason::MaxAge,
+        DeadReason::Permanent,
+        DeadReason::Expired,
+    ];
+
+    /// The word stored in the database, shown by the CLI and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Exhausted => "exhausted",
+            DeadReason::MaxAge => "max_age",
+            DeadReason::Permanent => "permanent",
+            DeadReason::Expired => "expired",
+        }
+    }
+
+    /// The reason stored as `word`, if it is one.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message to move to the dead letters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The message with its payload (kept for replay); its result is ignored.
+    pub message: Message,
+    pub reason: DeadReason,
+    /// The last processing error, or what expired.
+    pub last_error: String,
+    /// Version (component digest) of the plugin that failed it; empty when none applies.
+    pub plugin: String,
+    /// Processing attempts made.
+    pub attempts: u32,
+}
+
+/// A dead letter as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterInfo {
+    pub id: MessageId,
+    /// Destination service.
+    pub service: String,
+    /// Destination client of a client-bound message.
+    pub client: Option<ClientId>,
+    pub message_type: String,
+    pub reason: DeadReason,
+    pub last_error: String,
+    pub plugin: String,
+    pub attempts: u32,
+    /// The message's creation time.
+    pub created: SystemTime,
+    /// When it was last dead-lettered.
+    pub died: SystemTime,
+    /// How often it was replayed.
+    pub replays: u32,
+    /// When it was last replayed, if it has been since it last died: such a letter is not dead.
+    pub replayed: Option<SystemTime>,
+    /// The message with its payload, filled by [`LifecycleStore::get_dead_letter`] only.
+    pub message: Option<Message>,
+}
+
+/// Which dead letters a listing or purge covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterQuery {
+    /// Destination service, if given.
+    pub service: Option<String>,
+    /// Dead-lettered at or after this time, if given.
+    pub since: Option<SystemTime>,
+    /// Also letters replayed since they died.
+    pub include_replayed: bool,
+    /// At most this many (0: no limit).
+    pub limit: usize,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Replayed {
+    /// The messages now pending again (without payload), in ID order.
+    pub replayed: Vec<Message>,
+    /// IDs asked for that were not dead (unknown, or replayed already): nothing was done to them.
+    pub not_dead: Vec<MessageId>,
+}
+
+/// The oldest pending message of one service and direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldestPending {
+    /// Destination service.
+    pub service: String,
+    /// Client-bound (`true`) or server-bound.
+    pub to_client: bool,
+    pub created: SystemTime,
+}
+
+/// The end of a message's life: dead letters, replay, expiry and per-service back-off.
+#[async_trait]
+pub trait LifecycleStore: Send + Sync {
+    /// Moves messages to the dead letters, in one transaction: each message is stored (or merged)
+    /// as failed with its reason, leaves the pending queue, and its letter (with the payload)
+    /// replaces any earlier one for that ID. A message already finished (acknowledged or
+    /// processed meanwhile) is left alone. Returns the IDs that were dead-lettered.
+    async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<Vec<MessageId>>;
+    /// Dead letters matching `query`, newest death first.
+    async fn list_dead_letters(&self, query: &DeadLetterQuery) -> Result<Vec<DeadLetterInfo>>;
+    /// One letter with its message, whether dead or replayed; `None` if unknown.
+    async fn get_dead_letter(&self, id: MessageId) -> Result<Option<DeadLetterInfo>>;
+    /// Puts dead messages back in the pending queue, due now, with their payload, in one
+    /// transaction; each letter is marked replayed, so replaying it again does nothing.
+    async fn replay_dead_letters(&self, ids: &[MessageId]) -> Result<Replayed>;
+    /// Deletes the letters matching `query` (messages stay as they are). Returns how many.
+    async fn purge_dead_letters(&self, query: &DeadLetterQuery) -> Result<u64>;
+    /// Letters that died before `before`, at most `limit` (retention).
+    async fn prune_dead_letters(&self, before: SystemTime, limit: usize) -> Result<u64>;
+    /// Up to `limit` pending client-bound messages created before `created_before`, with their
+    /// payload: of `service` if given, else of every service not in `except`.
+    async fn expiring_client_messages(
+        &self,
+        service: Option<&str>,
+        except: &[String],
+        created_before: SystemTime,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+    /// Sets when pending server-bound messages are next due (a service's own back-off).
+    async fn reschedule_server_messages(&self, due: &[(MessageId, SystemTime)]) -> Result<()>;
+    /// The oldest pending message per destination service and direction.
+    async fn oldest_pending(&self) -> Result<Vec<OldestPending>>;
+}
+
 /// Sizes of the pending queue, for the backlog gauge.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PendingCounts {
@@ -227,7 +386,15 @@ pub trait MaintenanceStore: Send + Sync {
 /// Everything a server needs from persistent state.
 #[async_trait]
 pub trait Store:
-    MessageStore + ClientStore + BroadcastStore + FileStore + MaintenanceStore + Send + Sync + 'static
+    MessageStore
+    + ClientStore
+    + BroadcastStore
+    + FileStore
+    + MaintenanceStore
+    + LifecycleStore
+    + Send
+    + Sync
+    + 'static
 {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<()>;

@@ -9,6 +9,7 @@
 pub mod broadcasts;
 pub mod clients;
 pub mod concurrency;
+pub mod dead_letters;
 pub mod files;
 pub mod leases;
 pub mod messages;
@@ -49,6 +50,7 @@ pub fn cases() -> Vec<Case> {
         broadcasts::cases(),
         files::cases(),
         retention::cases(),
+        dead_letters::cases(),
     ]
     .into_iter()
     .flatten()

@@ -16,6 +16,8 @@
 //! * `broadcasts`: broadcasts, allocations ([`broadcasts::arithmetic`]) and sent markers.
 //! * `files`: the file store.
 //! * `maintenance`: pending-queue counts and retention pruning in bounded batches.
+//! * `dead_letters`: where a message's life ends without success, replay, expiry candidates,
+//!   per-service back-off, the oldest pending message per service.
 //! * `conformance` (feature `conformance` or tests): the datastore conformance suite, run against
 //!   every backend by `tests/sqlite.rs` and `tests/mysql.rs`.
 //!
@@ -30,6 +32,7 @@ mod clients;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod db;
+mod dead_letters;
 mod error;
 mod files;
 mod maintenance;

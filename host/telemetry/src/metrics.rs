@@ -90,6 +90,9 @@ struct Families {
     retention_deleted: Family<Counter>,
     plugin_reloads: Family<Counter>,
     admin_refused: Family<Counter>,
+    dead_letters: Family<Counter>,
+    expired: Family<Counter>,
+    oldest_pending: Family<Gauge>,
 }
 
 fn counter(
@@ -210,6 +213,23 @@ impl Default for Families {
                 "Admin calls refused by the locked listener's policy, by RPC and code.",
                 &["rpc", "code"],
             ),
+            dead_letters: counter(
+                "fleetgate_dead_letters_total",
+                "Messages moved to the dead letters, by destination service and reason \
+                 (exhausted, max_age, permanent, expired).",
+                &["service", "reason"],
+            ),
+            expired: counter(
+                "fleetgate_messages_expired_total",
+                "Client-bound messages not delivered within their expiry, by destination service.",
+                &["service"],
+            ),
+            oldest_pending: gauge(
+                "fleetgate_oldest_pending_message_age_seconds",
+                "Age of the oldest pending message, by destination service and direction \
+                 (client or server); 0 once none is pending. Refreshed with fleetgate_pending_messages.",
+                &["service", "destination"],
+            ),
         };
         f.build_info.get(&[env!("CARGO_PKG_VERSION")]).set(1);
         f.streams_active.get(&[]).set(0);
@@ -268,6 +288,26 @@ impl Metrics {
             .processing_latency
             .get(&[&service])
             .observe_duration(took);
+    }
+
+    /// A message moved to the dead letters; `reason` is a fixed word.
+    pub fn message_dead_lettered(&self, service: &str, reason: &'static str) {
+        let service = self.inner.services.value(service);
+        self.inner.dead_letters.get(&[&service, reason]).inc_by(1);
+        if reason == "expired" {
+            self.inner.expired.get(&[&service]).inc_by(1);
+        }
+    }
+
+    /// The age of the oldest pending message of `service` towards clients (`to_client`) or
+    /// servers.
+    pub fn set_oldest_pending(&self, service: &str, to_client: bool, age: Duration) {
+        let service = self.inner.services.value(service);
+        let destination = if to_client { "client" } else { "server" };
+        self.inner
+            .oldest_pending
+            .get(&[&service, destination])
+            .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
     }
 
     pub fn set_pending(&self, to_clients: u64, to_servers: u64) {

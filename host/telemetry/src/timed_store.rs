@@ -13,7 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use fleetgate_store::{
     AllocationInfo, BroadcastInfo, BroadcastStore, ClientData, ClientStore, ContactRecord,
-    FileStore, MaintenanceStore, MessageStore, PendingCounts, Result, Store, StoreError,
+    DeadLetter, DeadLetterInfo, DeadLetterQuery, FileStore, LeasedMessage, LifecycleStore,
+    MaintenanceStore, MessageStore, OldestPending, PendingCounts, Replayed, Result, Store,
+    StoreError,
 };
 use fleetgate_types::pb::fleetspeak::server::{
     Broadcast, Client, ClientContact, ClientResourceUsageRecord,
@@ -70,7 +72,7 @@ timed!(MessageStore {
     fn get_message_status(&self, id: MessageId) -> Option<(prost_types::Timestamp, Option<MessageResult>)>;
     fn client_messages_for_processing(&self, client: ClientId, limit: usize, service_limits: Option<&HashMap<String, u64>>, contact: Option<ContactId>) -> Vec<Message>;
     fn redeliver_superseded(&self, client: ClientId, contact: ContactId, grace: Duration) -> u64;
-    fn lease_server_messages(&self, limit: usize) -> Vec<Message>;
+    fn lease_server_messages(&self, limit: usize) -> Vec<LeasedMessage>;
     fn get_pending_messages(&self, clients: &[ClientId], offset: u64, limit: u64, want_data: bool) -> Vec<Message>;
     fn get_pending_message_count(&self, clients: &[ClientId]) -> u64;
     fn delete_pending_messages(&self, clients: &[ClientId]) -> ();
@@ -114,6 +116,18 @@ timed!(MaintenanceStore {
     fn prune_contacts(&self, before: SystemTime, limit: usize) -> u64;
     fn prune_messages(&self, before: SystemTime, limit: usize) -> u64;
     fn prune_resource_usage(&self, before: SystemTime, limit: usize) -> u64;
+});
+
+timed!(LifecycleStore {
+    fn dead_letter(&self, letters: &[DeadLetter]) -> Vec<MessageId>;
+    fn list_dead_letters(&self, query: &DeadLetterQuery) -> Vec<DeadLetterInfo>;
+    fn get_dead_letter(&self, id: MessageId) -> Option<DeadLetterInfo>;
+    fn replay_dead_letters(&self, ids: &[MessageId]) -> Replayed;
+    fn purge_dead_letters(&self, query: &DeadLetterQuery) -> u64;
+    fn prune_dead_letters(&self, before: SystemTime, limit: usize) -> u64;
+    fn expiring_client_messages(&self, service: Option<&str>, except: &[String], created_before: SystemTime, limit: usize) -> Vec<Message>;
+    fn reschedule_server_messages(&self, due: &[(MessageId, SystemTime)]) -> ();
+    fn oldest_pending(&self) -> Vec<OldestPending>;
 });
 
 timed!(Store {

@@ -19,8 +19,29 @@ pub(super) struct FileToml {
     pub(super) notifications: Option<NotificationsToml>,
     pub(super) retention: Option<RetentionToml>,
     pub(super) router: Option<WasmToml>,
+    pub(super) expiry: Option<ExpiryToml>,
     #[serde(default)]
     pub(super) services: Vec<Spanned<ServiceToml>>,
+}
+
+/// `[expiry]`: when client-bound messages stop being delivered.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExpiryToml {
+    pub(super) default: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) services: std::collections::BTreeMap<String, Spanned<String>>,
+}
+
+/// `[services.retry]`: the service's retry policy.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RetryToml {
+    pub(super) max_attempts: Option<Spanned<i64>>,
+    pub(super) max_age: Option<Spanned<String>>,
+    pub(super) initial_backoff: Option<Spanned<String>>,
+    pub(super) backoff_multiplier: Option<Spanned<f64>>,
+    pub(super) max_backoff: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +50,7 @@ pub(super) struct RetentionToml {
     pub(super) contacts: Option<Spanned<String>>,
     pub(super) messages: Option<Spanned<String>>,
     pub(super) resource_usage: Option<Spanned<String>>,
+    pub(super) dead_letters: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +145,7 @@ pub(super) struct ServiceToml {
     pub(super) grpc: Option<GrpcToml>,
     pub(super) cps: Option<CpsToml>,
     pub(super) wasm: Option<WasmToml>,
+    pub(super) retry: Option<RetryToml>,
 }
 
 #[derive(Deserialize)]

@@ -258,13 +258,17 @@ fn key_at_tracks_headers() {
 
 #[test]
 fn retention_ages() {
-    let s = parse_str("[retention]\ncontacts = \"720h\"\nresource_usage = \"0\"\n").expect("valid");
+    let s = parse_str(
+        "[retention]\ncontacts = \"720h\"\nresource_usage = \"0\"\ndead_letters = \"1h\"\n",
+    )
+    .expect("valid");
     assert_eq!(
         s.retention,
         Retention {
             contacts: Duration::from_secs(720 * 3600),
             messages: Duration::ZERO,
             resource_usage: Duration::ZERO,
+            dead_letters: Duration::from_secs(3600),
         }
     );
     let e = toml_error(parse_str("[retention]\nmessages = \"30d\"\n"));
@@ -272,4 +276,59 @@ fn retention_ages() {
     assert_eq!(e.key.as_deref(), Some("retention.messages"));
     let e = toml_error(parse_str("[retention]\nclients = \"1h\"\n"));
     assert_eq!(e.key.as_deref(), Some("retention.clients"));
+}
+
+#[test]
+fn retry_policies_and_expiry() {
+    let s = parse_str(
+        "[expiry]\ndefault = \"168h\"\nservices = { GRR = \"24h\", Keep = \"0\" }\n\
+         [[services]]\nname = \"GRR\"\nfactory = \"NOOP\"\n\
+         [services.retry]\nmax_attempts = 3\ninitial_backoff = \"1s\"\nbackoff_multiplier = 2.0\n",
+    )
+    .expect("valid");
+    let p = s.services.services[0].retry_policy.expect("a policy");
+    assert_eq!(p.max_attempts, Some(3));
+    assert_eq!(p.initial_backoff.map(|d| d.seconds), Some(1));
+    assert_eq!(p.backoff_multiplier, Some(2.0));
+    assert_eq!(p.max_age, None);
+    let expiry: Vec<(String, i64)> = s
+        .services
+        .client_message_expiry
+        .iter()
+        .map(|e| (e.service.clone(), e.max_age.map_or(-1, |d| d.seconds)))
+        .collect();
+    assert_eq!(
+        expiry,
+        [
+            (String::new(), 168 * 3600),
+            ("GRR".into(), 24 * 3600),
+            ("Keep".into(), 0)
+        ]
+    );
+    for (text, line, key) in [
+        (
+            "[[services]]\nname = \"A\"\nfactory = \"NOOP\"\n[services.retry]\nmax_attempts = 0\n",
+            5,
+            "services[0].retry.max_attempts",
+        ),
+        (
+            "[[services]]\nname = \"A\"\nfactory = \"NOOP\"\n[services.retry]\nmax_attempts = -2\n",
+            5,
+            "services[0].retry.max_attempts",
+        ),
+        (
+            "[[services]]\nname = \"A\"\nfactory = \"NOOP\"\n[services.retry]\nbackoff_multiplier = 0.5\n",
+            5,
+            "services[0].retry.backoff_multiplier",
+        ),
+        (
+            "[[services]]\nname = \"A\"\nfactory = \"NOOP\"\n[services.retry]\nmax_age = \"soon\"\n",
+            5,
+            "services[0].retry.max_age",
+        ),
+        ("[expiry]\ndefault = \"-1h\"\n", 2, "expiry.default"),
+    ] {
+        let e = toml_error(parse_str(text));
+        assert_eq!((e.line, e.key.as_deref()), (line, Some(key)), "{text}: {e}");
+    }
 }

@@ -50,7 +50,9 @@ async fn leases(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
                     s.client_messages_for_processing(client(1), 5, None, None)
                         .await
                 } else {
-                    s.lease_server_messages(5).await
+                    s.lease_server_messages(5)
+                        .await
+                        .map(|b| b.into_iter().map(|l| l.message).collect())
                 };
                 got.extend(
                     ok("concurrent lease", batch)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetgate_types::pb::fleetspeak::ValidationInfo;
+use fleetgate_types::pb::fleetspeak::{Message, ValidationInfo};
 use fleetgate_types::{FakeClock, MessageId};
 
 use super::messages::{add_client, processed};
@@ -202,48 +202,27 @@ async fn lease_server(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     );
     // Initial schedule is ServerRetryTime(0): 60–120 s.
     clock.advance(Duration::from_secs(59));
-    assert_eq!(
-        ok("lease before due", s.lease_server_messages(10).await),
-        vec![]
-    );
+    assert_eq!(lease(&*s, "lease before due", 2).await, vec![]);
     clock.advance(Duration::from_secs(62));
-    assert_eq!(
-        ok("lease when due", s.lease_server_messages(10).await),
-        vec![msg.clone()]
-    );
-    assert_eq!(
-        ok("lease while leased", s.lease_server_messages(10).await),
-        vec![]
-    );
+    assert_eq!(lease(&*s, "lease when due", 2).await, vec![msg.clone()]);
+    assert_eq!(lease(&*s, "lease while leased", 2).await, vec![]);
     // ServerRetryTime(1) is 66–132 s; the second lease shows the retry count went up.
     clock.advance(Duration::from_secs(133));
-    assert_eq!(
-        ok("second lease", s.lease_server_messages(10).await),
-        vec![msg.clone()]
-    );
-    for _ in 0..8 {
+    assert_eq!(lease(&*s, "second lease", 3).await, vec![msg.clone()]);
+    for n in 4..12 {
         clock.advance(Duration::from_secs(86400));
-        assert_eq!(
-            ok("later lease", s.lease_server_messages(10).await),
-            vec![msg.clone()]
-        );
+        assert_eq!(lease(&*s, "later lease", n).await, vec![msg.clone()]);
     }
     // Ten leases: the next delay is at least 60 s × 1.1^10 ≈ 155 s.
     clock.advance(Duration::from_secs(150));
-    assert_eq!(
-        ok("lease within backoff", s.lease_server_messages(10).await),
-        vec![]
-    );
+    assert_eq!(lease(&*s, "lease within backoff", 0).await, vec![]);
     let id = mid("01234567890123456789012345678903");
     ok(
         "set_message_result",
         s.set_message_result(None, id, &processed(200000, 0)).await,
     );
     clock.advance(Duration::from_secs(100000));
-    assert_eq!(
-        ok("lease after result", s.lease_server_messages(10).await),
-        vec![]
-    );
+    assert_eq!(lease(&*s, "lease after result", 0).await, vec![]);
     // A batch larger than the limit is leased in parts, each message once.
     let msgs: Vec<_> = (0..25u8)
         .map(|i| to_server(MessageId::new([i.wrapping_mul(37); 32]), client(1), "S", 42))
@@ -255,10 +234,22 @@ async fn lease_server(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
         seen.extend(
             ok("lease batch", s.lease_server_messages(10).await)
                 .into_iter()
-                .map(|m| m.message_id),
+                .map(|l| l.message.message_id),
         );
     }
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 25);
+}
+
+/// The messages of one `lease_server_messages(10)`, each checked to have had `attempts` attempts
+/// (the inline one and one per lease).
+async fn lease(s: &dyn Store, step: &str, attempts: u32) -> Vec<Message> {
+    ok(step, s.lease_server_messages(10).await)
+        .into_iter()
+        .map(|l| {
+            assert_eq!(l.attempts, attempts, "{step}: attempts");
+            l.message
+        })
+        .collect()
 }

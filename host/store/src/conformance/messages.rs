@@ -205,7 +205,7 @@ async fn store_messages(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     clock.set_seconds(100000);
     assert_eq!(
         ok("lease_server_messages", s.lease_server_messages(10).await),
-        vec![]
+        Vec::new()
     );
 }
 

@@ -17,7 +17,7 @@ use sea_orm::{DatabaseTransaction, Value};
 
 use super::rows::{self, MSG_COLS};
 use super::write::{corrupt, link};
-use crate::api::Result;
+use crate::api::{LeasedMessage, Result};
 use crate::db::{Q, placeholders, to_i64};
 use crate::store::SeaOrmStore;
 
@@ -157,7 +157,7 @@ async fn lock(
     Ok(out)
 }
 
-pub(crate) async fn server_messages(s: &SeaOrmStore, limit: usize) -> Result<Vec<Message>> {
+pub(crate) async fn server_messages(s: &SeaOrmStore, limit: usize) -> Result<Vec<LeasedMessage>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -183,7 +183,19 @@ pub(crate) async fn server_messages(s: &SeaOrmStore, limit: usize) -> Result<Vec
             sql.push_str(&format!(" END WHERE for_server = 1 AND message_id IN ({})", placeholders(ids.len())));
             vals.extend(ids.iter().map(|id| id.to_vec().into()));
             q.exec(&sql, vals).await?;
-            leased_rows(&q, true, &ids).await
+            let rows = leased_rows(&q, true, &ids).await?;
+            rows.into_iter()
+                .map(|message| {
+                    let id = MessageId::from_bytes(&message.message_id)
+                        .map_err(|e| corrupt(q.op, e))?;
+                    let before = locked.get(&id).copied().unwrap_or(0);
+                    Ok(LeasedMessage {
+                        message,
+                        // The inline attempt, the earlier leases, and this one.
+                        attempts: u32::try_from(before.saturating_add(2)).unwrap_or(u32::MAX),
+                    })
+                })
+                .collect()
         })
     })
     .await

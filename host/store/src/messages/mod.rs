@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use fleetgate_types::pb::fleetspeak::{Message, MessageResult};
 use fleetgate_types::{ClientId, ContactId, MessageId};
 
-use crate::api::{MessageStore, Result};
+use crate::api::{LeasedMessage, MessageStore, Result};
 use crate::store::SeaOrmStore;
 use write::ResultUpdate;
 
@@ -99,7 +99,7 @@ impl MessageStore for SeaOrmStore {
         supersede::redeliver(self, client, contact, grace).await
     }
 
-    async fn lease_server_messages(&self, limit: usize) -> Result<Vec<Message>> {
+    async fn lease_server_messages(&self, limit: usize) -> Result<Vec<LeasedMessage>> {
         lease::server_messages(self, limit).await
     }
 

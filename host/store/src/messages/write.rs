@@ -168,7 +168,21 @@ pub(crate) async fn insert_rows(
             });
         }
     }
-    let pending: Vec<&&NewRow> = rows.iter().filter(|r| r.pending.is_some()).collect();
+    let pending: Vec<&NewRow> = rows
+        .iter()
+        .copied()
+        .filter(|r| r.pending.is_some())
+        .collect();
+    insert_pending(q, &pending, due).await
+}
+
+/// Queues `rows` (their pending payload) with no attempts yet, due at `due(for_server)` (µs). A
+/// row already queued is left as it is.
+pub(crate) async fn insert_pending(
+    q: &Q<'_, DatabaseTransaction>,
+    pending: &[&NewRow],
+    due: &(dyn Fn(bool) -> i64 + Sync),
+) -> Result<()> {
     for chunk in pending.chunks(CHUNK / 6) {
         let sql = format!(
             "{} INTO pending_messages(for_server, message_id, retry_count, scheduled_time, data_type_url, data_value) \

@@ -20,6 +20,7 @@ mod m0009_broadcast_labels;
 mod m0010_broadcast_allocations;
 mod m0011_broadcast_sent;
 mod m0012_files;
+mod m0013_dead_letters;
 
 pub(crate) struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_broadcast_allocations::Migration),
             Box::new(m0011_broadcast_sent::Migration),
             Box::new(m0012_files::Migration),
+            Box::new(m0013_dead_letters::Migration),
         ]
     }
 }
