@@ -8,7 +8,7 @@ Creates GRR's server connector,
 fleetspeak_server=ADMIN_ADDR)`, and calls `Listen(callback)`: the Fleetspeak
 server's GRPC service delivers client messages there (one `Process` call each).
 The callback records every message; for a message of type "Raise" it raises
-after recording (the connector answers UNKNOWN).
+after recording (the connector answers UNKNOWN), until the "fix" command.
 
 Then it reads commands from stdin, one JSON object per line, and runs them
 through the connector's outgoing (admin API) side:
@@ -17,16 +17,18 @@ through the connector's outgoing (admin API) side:
       -> Send(): InsertMessage with source unset (the connector fills in
          SERVICE and a random 32-byte id)
   {"cmd": "list_clients", "client_id": HEX}   -> ListClients
+  {"cmd": "fix"}   -> from now on, "Raise" messages are processed like any other
 
 RECORD_FILE gets one flat JSON object per line:
 
   {"event": "ready"}
   {"event": "msg", "id": HEX, "client_id": HEX, "source_service": S,
    "dest_client_id": HEX, "dest_service": S, "type": T, "payload": HEX,
-   "type_url": U}
+   "type_url": U, "raised": 0 or 1}
   {"event": "sent", "n": N, "id": HEX}                 (reply to command N)
   {"event": "client", "n": N, "id": HEX, "labels": "svc:label,svc:label"}
   {"event": "done", "n": N, "count": K}                (after the clients)
+  {"event": "fixed", "n": N}
   {"event": "error", "n": N, "error": TEXT}
 """
 
@@ -48,6 +50,7 @@ def main():
   service, listen, admin, out_path = sys.argv[1:5]
   out = open(out_path, "a", buffering=1)
   lock = threading.Lock()
+  fixed = threading.Event()
 
   def record(obj):
     with lock:
@@ -56,6 +59,7 @@ def main():
 
   def process(msg, context):
     del context
+    raises = msg.message_type == "Raise" and not fixed.is_set()
     record({
         "event": "msg",
         "id": msg.message_id.hex(),
@@ -66,8 +70,9 @@ def main():
         "type": msg.message_type,
         "payload": msg.data.value.hex(),
         "type_url": msg.data.type_url,
+        "raised": 1 if raises else 0,
     })
-    if msg.message_type == "Raise":
+    if raises:
       raise RuntimeError("the test Processor raises on type Raise")
 
   conn = connector.InsecureGRPCServiceClient(
@@ -113,6 +118,9 @@ def main():
                   sorted("%s:%s" % (l.service_name, l.label) for l in c.labels)),
           })
         record({"event": "done", "n": n, "count": len(resp.clients)})
+      elif cmd["cmd"] == "fix":
+        fixed.set()
+        record({"event": "fixed", "n": n})
       else:
         raise ValueError("unknown command %r" % cmd["cmd"])
     except Exception as e:  # pylint: disable=broad-except

@@ -135,6 +135,8 @@ pub struct Processed {
     pub message_type: String,
     pub payload: Vec<u8>,
     pub type_url: String,
+    /// The callback raised on it (a `Raise` message before [`GrrConnector::fix`]).
+    pub raised: bool,
 }
 
 /// GRR's server connector in a Python process (`tests/daemon/grr_server.py`): a `Processor`
@@ -215,6 +217,7 @@ impl GrrConnector {
                     message_type: m.get("type")?.clone(),
                     payload: unhex(m, "payload")?,
                     type_url: m.get("type_url")?.clone(),
+                    raised: m.get("raised").is_some_and(|r| r == "1"),
                 })
             })
             .collect()
@@ -289,6 +292,13 @@ impl GrrConnector {
             unhex(sent, "id").ok_or_else(|| anyhow!("sent without an id: {sent:?}"))?,
             sent.get("source_service").cloned().unwrap_or_default(),
         ))
+    }
+
+    /// From now on the callback processes `Raise` messages instead of raising: the Processor
+    /// is "fixed".
+    pub async fn fix(&self) -> Result<()> {
+        let n = self.command(r#"{"cmd": "fix"}"#.to_string()).await;
+        self.answer(n, "fixed").await.map(drop)
     }
 
     /// `ListClients` of one client through the connector: `(client id, "svc:label" list)`.

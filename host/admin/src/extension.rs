@@ -9,6 +9,7 @@ use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_server::FleetgateAdmin;
 use fleetgate_pb::fleetgate::admin::v1::*;
 use tonic::{Request, Response, Status};
 
+use crate::dead_letters;
 use crate::lock::Grant;
 use crate::parse::{self, client_ids};
 use crate::plugins::PluginControl;
@@ -154,5 +155,48 @@ impl FleetgateAdmin for ExtensionService {
             }
         };
         Ok(Response::new(resp))
+    }
+
+    async fn list_dead_letters(
+        &self,
+        req: Request<ListDeadLettersRequest>,
+    ) -> Reply<ListDeadLettersResponse> {
+        dead_letters::list(&self.engine, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_dead_letter(&self, req: Request<GetDeadLetterRequest>) -> Reply<DeadLetter> {
+        dead_letters::get(&self.engine, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        req: Request<ReplayDeadLettersRequest>,
+    ) -> Reply<ReplayDeadLettersResponse> {
+        Grant::note(&req, |r| {
+            if r.message_ids.is_empty() {
+                format!("service={:?} since={:?}", r.service, r.since)
+            } else {
+                format!("messages={}", crate::service::hex_list(&r.message_ids))
+            }
+        });
+        dead_letters::replay(&self.engine, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        req: Request<PurgeDeadLettersRequest>,
+    ) -> Reply<PurgeDeadLettersResponse> {
+        Grant::note(&req, |r| {
+            format!("service={:?} since={:?} all={}", r.service, r.since, r.all)
+        });
+        dead_letters::purge(&self.engine, req.into_inner())
+            .await
+            .map(Response::new)
     }
 }

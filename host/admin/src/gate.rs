@@ -40,6 +40,10 @@ pub const RPCS: &[(&str, bool)] = &[
     ("PurgePendingMessages", true),
     ("ListPlugins", false),
     ("ReloadPlugins", true),
+    ("ListDeadLetters", false),
+    ("GetDeadLetter", false),
+    ("ReplayDeadLetters", true),
+    ("PurgeDeadLetters", true),
 ];
 
 /// The services whose paths the gate knows; any other path is an unknown RPC.

@@ -14,6 +14,7 @@
 //! [`serve_locked`].
 #![forbid(unsafe_code)]
 
+mod dead_letters;
 pub mod extension;
 mod gate;
 pub mod lock;

@@ -510,6 +510,80 @@ pub enum AdminCommand {
     /// The server's plugins: list them, or reload them
     #[command(subcommand, subcommand_value_name = "COMMAND")]
     Plugins(PluginsCommand),
+    /// Messages whose life ended without success: list, show, replay, purge
+    #[command(
+        name = "deadletters",
+        subcommand,
+        subcommand_value_name = "COMMAND"
+    )]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Subcommand, Debug)]
+#[command(after_help = "Examples:
+  fleetgate admin deadletters list --service GRR --since 24h
+  fleetgate admin deadletters show 5f3c…(64 hex digits)
+  fleetgate admin deadletters replay --service GRR --since 24h
+  fleetgate admin deadletters purge --service GRR")]
+pub enum DeadLettersCommand {
+    /// Dead letters, newest first: ID, service, reason, attempts, when it died, last error
+    #[command(after_help = "Examples:
+  fleetgate admin deadletters list
+  fleetgate admin deadletters list --service GRR --since 24h --json")]
+    List {
+        /// Only messages to this service
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+        /// Only letters that died within this Go duration (e.g. 90m, 24h)
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Also letters replayed since they died
+        #[arg(long)]
+        replayed: bool,
+        /// At most this many
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        limit: u32,
+    },
+    /// One dead letter in full, with its message
+    #[command(after_help = "Examples:
+  fleetgate admin deadletters show 0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0")]
+    Show {
+        /// Message ID, 64 hex digits
+        message_id: String,
+    },
+    /// Queue dead messages again under the same IDs, through the service's current version
+    #[command(after_help = "Examples:
+  fleetgate admin deadletters replay 0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0
+  fleetgate admin deadletters replay --service GRR --since 2h
+
+A message replayed once is no longer dead: replaying it again is refused, so each replayed
+message is processed once. If one named message is not dead, nothing is replayed.")]
+    Replay {
+        /// Message IDs, 64 hex digits each
+        #[arg(required_unless_present = "service", conflicts_with_all = ["service", "since"])]
+        message_ids: Vec<String>,
+        /// Every dead letter of this service (instead of IDs)
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+        /// With --service: only letters that died within this Go duration
+        #[arg(long, value_name = "DURATION", requires = "service")]
+        since: Option<String>,
+    },
+    /// Delete dead letters (the messages keep their failed status)
+    #[command(after_help = "Examples:
+  fleetgate admin deadletters purge --service GRR --since 24h
+  fleetgate admin deadletters purge --all")]
+    Purge {
+        /// Letters of this service
+        #[arg(long, value_name = "SERVICE", required_unless_present = "all", conflicts_with = "all")]
+        service: Option<String>,
+        /// Only letters that died within this Go duration
+        #[arg(long, value_name = "DURATION")]
+        since: Option<String>,
+        /// Every letter
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// `admin createbroadcast`'s arguments.

@@ -14,6 +14,7 @@
 
 mod admin_cli;
 mod admin_conn;
+mod admin_dead_letters;
 mod admin_format;
 mod admin_history;
 mod admin_lock;

@@ -218,6 +218,7 @@ fn add_services(services: &mut ServerConfig, file: &Path) -> Result<()> {
     }
     services.services.append(&mut extra.services);
     services.broadcast_poll_time = extra.broadcast_poll_time;
+    services.client_message_expiry = extra.client_message_expiry;
     Ok(())
 }
 

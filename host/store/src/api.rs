@@ -313,7 +313,8 @@ pub struct DeadLetterQuery {
 pub struct Replayed {
     /// The messages now pending again (without payload), in ID order.
     pub replayed: Vec<Message>,
-    /// IDs asked for that were not dead (unknown, or replayed already): nothing was done to them.
+    /// IDs asked for that were not dead (unknown, or replayed already); when there are any,
+    /// nothing was replayed.
     pub not_dead: Vec<MessageId>,
 }
 
@@ -340,7 +341,8 @@ pub trait LifecycleStore: Send + Sync {
     /// One letter with its message, whether dead or replayed; `None` if unknown.
     async fn get_dead_letter(&self, id: MessageId) -> Result<Option<DeadLetterInfo>>;
     /// Puts dead messages back in the pending queue, due now, with their payload, in one
-    /// transaction; each letter is marked replayed, so replaying it again does nothing.
+    /// transaction; each letter is marked replayed, so replaying it again does nothing. All or
+    /// nothing: if any ID is not dead, none is replayed and `not_dead` lists those.
     async fn replay_dead_letters(&self, ids: &[MessageId]) -> Result<Replayed>;
     /// Deletes the letters matching `query` (messages stay as they are). Returns how many.
     async fn purge_dead_letters(&self, query: &DeadLetterQuery) -> Result<u64>;

@@ -194,7 +194,8 @@ impl LifecycleStore for SeaOrmStore {
                 }
                 let (to_replay, not_dead): (Vec<MessageId>, Vec<MessageId>) =
                     ids.iter().partition(|id| dead.contains_key(id));
-                if to_replay.is_empty() {
+                // All or nothing: a request naming a message that is not dead changes nothing.
+                if to_replay.is_empty() || !not_dead.is_empty() {
                     return Ok(Replayed {
                         replayed: Vec::new(),
                         not_dead,

@@ -91,6 +91,14 @@ async fn dead_letter_and_replay(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     assert_eq!(info.message.and_then(|m| m.data), pending.data);
 
     clock.set_seconds(1200);
+    // A request naming one message that is not dead replays nothing.
+    let unknown = mid("dl-unknown-unknown-unknown-unkno");
+    let mixed = ok(
+        "replay with an unknown ID",
+        s.replay_dead_letters(&[ids[0], unknown]).await,
+    );
+    assert_eq!((mixed.replayed, mixed.not_dead), (vec![], vec![unknown]));
+    assert!(ok("get", s.get_dead_letter(ids[0]).await).is_some_and(|l| l.replayed.is_none()));
     let replayed = ok("replay", s.replay_dead_letters(&ids).await);
     assert_eq!(replayed.not_dead, vec![]);
     assert_eq!(replayed.replayed.len(), 2);
@@ -124,7 +132,6 @@ async fn dead_letter_and_replay(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     let info = ok("get_dead_letter", s.get_dead_letter(ids[0]).await).expect("a letter");
     assert_eq!((info.replays, info.replayed), (1, Some(secs(1200))));
     // Unknown IDs are not dead either.
-    let unknown = mid("dl-unknown-unknown-unknown-unkno");
     let r = ok("replay unknown", s.replay_dead_letters(&[unknown]).await);
     assert_eq!(r.not_dead, vec![unknown]);
     // Dying again makes the letter dead again, with the new details.
