@@ -2,7 +2,8 @@
 //! `GRPC` services backed by GRR's Python Processor; what the Processor refuses, or cannot take
 //! because it is down, ends in the dead letters under the services' retry policies; once the
 //! Processor is fixed (or up), `fleetgate admin deadletters replay` delivers each exactly once.
-//! A message for a client that never connects expires and is dead-lettered as such.
+//! A message for a client that never connects expires and is dead-lettered as such. A plugin
+//! that traps, replaced by a fixed version through a reload, processes each replayed message once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, ensure};
 use fleetgate_tests::env::fleetgate_bin;
 use fleetgate_tests::grr::{self, GrrConnector};
+use fleetgate_tests::tag_plugins::{self, TagPlugins};
 use fleetgate_tests::{ClientOptions, GoClient, Server, ServerOptions, checks, eventually, ports};
 use serde_json::Value;
 
@@ -288,4 +290,112 @@ async fn a_message_for_a_client_that_never_connects_expires() {
     assert_eq!(l["client_id"], hex::encode(&id), "{l}");
     let st = admin_api.message_status(&mid).await.expect("GetMessageStatus");
     assert!(st.result.is_some_and(|r| r.failed));
+}
+
+/// A plugin that traps on some messages, a reload with a fixed version, then replay: the dead
+/// letters name the trapping component's digest, and the fixed one processes each message once.
+#[tokio::test]
+async fn a_trapping_plugin_then_a_fixed_one_and_replay() {
+    let trap = std::fs::read(
+        fleetgate_tests::env::workspace_root()
+            .join("plugins/target/wasm32-wasip2/release/test_trap.wasm"),
+    )
+    .expect("the trap test plugin (cd plugins && cargo build --release --target wasm32-wasip2)");
+    let fixed = tag_plugins::build("a");
+    let p = TagPlugins::new(&trap);
+    // One attempt: a trap (temporary) dead-letters at once instead of waiting for the backlog.
+    std::fs::write(
+        p.config(),
+        format!(
+            r#"services {{
+  name: "Tag"
+  factory: "WASM"
+  config {{
+    [type.googleapis.com/fleetgate.plugin.v1.WasmConfig] {{
+      path: "{}"
+      config: "/tags"
+      preopens {{ host_path: "{}" guest_path: "/tags" }}
+    }}
+  }}
+  retry_policy {{ max_attempts: 1 }}
+}}
+"#,
+            p.live().display(),
+            p.tags().display()
+        ),
+    )
+    .expect("services config");
+    let server = Server::start(ServerOptions {
+        extra_args: vec!["--services_config".into(), p.config().display().to_string()],
+        ..Default::default()
+    })
+    .await;
+    let client = GoClient::start(
+        &server,
+        ClientOptions {
+            services: vec![GRR.into()],
+            program: grr::sender(&[("Tag", "trap", 2), ("Tag", "fine", 1)]),
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = client.client_id().await;
+    let sent = eventually(Duration::from_secs(30), "the daemon to send", || async {
+        client.check_running()?;
+        let s = grr::sent(&client, GRR);
+        ensure!(s.len() == 3, "{} of 3 sent", s.len());
+        Ok(s)
+    })
+    .await;
+    let trapped: Vec<String> = sent
+        .iter()
+        .filter(|s| s.message_type == "trap")
+        .map(|s| hex::encode(checks::client_message_id(&id, GRR, &s.source_message_id)))
+        .collect();
+    let dead = eventually(Duration::from_secs(30), "two dead letters", || async {
+        let l = letters(&server, &[]);
+        ensure!(l.len() == 2, "{} of 2 dead letters: {l:?}", l.len());
+        Ok(l)
+    })
+    .await;
+    for m in &trapped {
+        let l = &dead[m];
+        assert_eq!(l["reason"], "exhausted", "{l}");
+        assert_eq!(
+            l["plugin"],
+            format!("sha256:{}", tag_plugins::digest(&trap)),
+            "{l}"
+        );
+    }
+
+    // The fixed version, through a reload.
+    p.install(&fixed);
+    let out = admin(&server, &["plugins", "reload"]);
+    assert!(
+        out.status.success(),
+        "reload: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok_json(
+        admin(&server, &["--json", "deadletters", "replay", "--service", "Tag"]),
+        "deadletters replay",
+    );
+    eventually(Duration::from_secs(30), "the fixed plugin to process both", || async {
+        let tagged: Vec<String> = std::fs::read_dir(p.tags())?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        for m in &trapped {
+            ensure!(tagged.contains(m), "{m} not processed yet: {tagged:?}");
+        }
+        Ok(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dups: Vec<String> = std::fs::read_dir(p.tags())
+        .expect("tags dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".dup"))
+        .collect();
+    assert!(dups.is_empty(), "processed twice: {dups:?}");
+    assert!(letters(&server, &[]).is_empty());
 }
