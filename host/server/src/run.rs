@@ -392,6 +392,24 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// The services config's `client_message_expiry` (validated) as the engine's: the entry without a
+/// service is the default, a zero age never expires.
+fn expiry(services: &ServerConfig) -> fleetgate_engine::Expiry {
+    let mut e = fleetgate_engine::Expiry::default();
+    for x in &services.client_message_expiry {
+        let age = x
+            .max_age
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .filter(|d| !d.is_zero());
+        if x.service.is_empty() {
+            e.default = age;
+        } else {
+            e.services.insert(x.service.clone(), age);
+        }
+    }
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,22 +448,4 @@ mod tests {
         shutdown.cancel();
         assert_eq!(supervise(&mut tasks, &mut telemetry, &shutdown).await, None);
     }
-}
-
-/// The services config's `client_message_expiry` (validated) as the engine's: the entry without a
-/// service is the default, a zero age never expires.
-fn expiry(services: &ServerConfig) -> fleetgate_engine::Expiry {
-    let mut e = fleetgate_engine::Expiry::default();
-    for x in &services.client_message_expiry {
-        let age = x
-            .max_age
-            .and_then(|d| std::time::Duration::try_from(d).ok())
-            .filter(|d| !d.is_zero());
-        if x.service.is_empty() {
-            e.default = age;
-        } else {
-            e.services.insert(x.service.clone(), age);
-        }
-    }
-    e
 }
