@@ -18,6 +18,16 @@ through the connector's outgoing (admin API) side:
          SERVICE and a random 32-byte id)
   {"cmd": "list_clients", "client_id": HEX}   -> ListClients
   {"cmd": "fix"}   -> from now on, "Raise" messages are processed like any other
+  {"cmd": "grr_send", "client_id": HEX, "payload": HEX, "flow_id": F, "request_id": R}
+      -> InsertMessage as GRR's SendGrrMessageThroughFleetspeak builds it: type
+         GrrMessage to service GRR, annotations flow_id and request_id
+  {"cmd": "system", "client_id": HEX, "type": "Die" | "RestartService", "name": S}
+      -> InsertMessage to the client's `system` service, as KillFleetspeak (DieRequest)
+         and RestartFleetspeakGrrService (RestartServiceRequest{name}) build it
+  {"cmd": "pending", "client_id": HEX, "want_data": BOOL}   -> GetPendingMessages
+  {"cmd": "count", "client_id": HEX}    -> GetPendingMessageCount
+  {"cmd": "delete", "client_id": HEX}   -> DeletePendingMessages
+  {"cmd": "usage", "client_id": HEX}    -> FetchClientResourceUsageRecords since 1970
 
 RECORD_FILE gets one flat JSON object per line:
 
@@ -29,6 +39,14 @@ RECORD_FILE gets one flat JSON object per line:
   {"event": "client", "n": N, "id": HEX, "labels": "svc:label,svc:label"}
   {"event": "done", "n": N, "count": K}                (after the clients)
   {"event": "fixed", "n": N}
+  {"event": "pending", "n": N, "id": HEX, "type": T, "data_bytes": K,
+   "annotations": "k=v,k=v"}                          (each, then "done")
+  {"event": "count", "n": N, "count": K}
+  {"event": "deleted", "n": N}
+  {"event": "usage", "n": N, "count": K}
+ListClients' "client" lines also carry the last-seen fields GRR's UI shows:
+  "last_contact_time": SECONDS, "last_contact_address": A, "last_clock": SECONDS,
+  "streaming_to": S
   {"event": "error", "n": N, "error": TEXT}
 """
 
@@ -39,6 +57,7 @@ import threading
 from absl import flags
 from fleetspeak.server_connector import connector
 from fleetspeak.src.common.proto.fleetspeak import common_pb2
+from fleetspeak.src.common.proto.fleetspeak import system_pb2
 from fleetspeak.src.server.proto.fleetspeak_server import admin_pb2
 
 TYPE_URL = "type.googleapis.com/fleetgate.e2e.Payload"
@@ -116,8 +135,67 @@ def main():
               "id": c.client_id.hex(),
               "labels": ",".join(
                   sorted("%s:%s" % (l.service_name, l.label) for l in c.labels)),
+              "last_contact_time": c.last_contact_time.seconds,
+              "last_contact_address": c.last_contact_address,
+              "last_clock": c.last_clock.seconds,
+              "streaming_to": c.last_contact_streaming_to,
           })
         record({"event": "done", "n": n, "count": len(resp.clients)})
+      elif cmd["cmd"] == "grr_send":
+        msg = common_pb2.Message(
+            message_type="GrrMessage",
+            destination=common_pb2.Address(
+                client_id=bytes.fromhex(cmd["client_id"]), service_name="GRR"),
+        )
+        msg.data.type_url = TYPE_URL
+        msg.data.value = bytes.fromhex(cmd["payload"])
+        msg.annotations.entries.add(key="flow_id", value=cmd["flow_id"])
+        msg.annotations.entries.add(key="request_id", value=cmd["request_id"])
+        conn.Send(msg)
+        record({"event": "sent", "n": n, "id": msg.message_id.hex(),
+                "source_service": msg.source.service_name})
+      elif cmd["cmd"] == "system":
+        if cmd["type"] == "Die":
+          data = system_pb2.DieRequest(force=False)
+        else:
+          data = system_pb2.RestartServiceRequest(name=cmd["name"])
+        msg = common_pb2.Message(
+            message_type=cmd["type"],
+            destination=common_pb2.Address(
+                client_id=bytes.fromhex(cmd["client_id"]), service_name="system"),
+        )
+        msg.data.Pack(data)
+        conn.Send(msg)
+        record({"event": "sent", "n": n, "id": msg.message_id.hex(),
+                "source_service": msg.source.service_name})
+      elif cmd["cmd"] == "pending":
+        req = admin_pb2.GetPendingMessagesRequest(
+            client_ids=[bytes.fromhex(cmd["client_id"])], want_data=cmd["want_data"])
+        for m in conn.outgoing.GetPendingMessages(req).messages:
+          record({
+              "event": "pending", "n": n, "id": m.message_id.hex(),
+              "type": m.message_type, "data_bytes": len(m.data.value),
+              "annotations": ",".join(
+                  "%s=%s" % (e.key, e.value) for e in m.annotations.entries),
+          })
+        record({"event": "done", "n": n, "count": 0})
+      elif cmd["cmd"] == "count":
+        req = admin_pb2.GetPendingMessageCountRequest(
+            client_ids=[bytes.fromhex(cmd["client_id"])])
+        record({"event": "count", "n": n,
+                "count": conn.outgoing.GetPendingMessageCount(req).count})
+      elif cmd["cmd"] == "delete":
+        req = admin_pb2.DeletePendingMessagesRequest(
+            client_ids=[bytes.fromhex(cmd["client_id"])])
+        conn.outgoing.DeletePendingMessages(req)
+        record({"event": "deleted", "n": n})
+      elif cmd["cmd"] == "usage":
+        req = admin_pb2.FetchClientResourceUsageRecordsRequest(
+            client_id=bytes.fromhex(cmd["client_id"]))
+        req.start_timestamp.seconds = 0
+        req.end_timestamp.GetCurrentTime()
+        resp = conn.outgoing.FetchClientResourceUsageRecords(req)
+        record({"event": "usage", "n": n, "count": len(resp.records)})
       elif cmd["cmd"] == "fix":
         fixed.set()
         record({"event": "fixed", "n": n})

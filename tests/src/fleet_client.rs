@@ -126,6 +126,23 @@ impl FleetClient {
         .await;
     }
 
+    /// How often the daemon service has started (the client restarts it on `RestartService`).
+    pub fn daemon_starts(&self) -> usize {
+        fs::read_to_string(self.dir.join(format!("received-{TEST_SERVICE}.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(daemon::parse_line)
+            .filter(|m| m.get("event").map(String::as_str) == Some("start"))
+            .count()
+    }
+
+    /// The client's exit status, once it has exited (as on `Die`).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     pub fn log_text(&self) -> String {
         fs::read(self.dir.join("client.log"))
             .map(|b| String::from_utf8_lossy(&b).into_owned())

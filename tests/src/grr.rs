@@ -294,6 +294,17 @@ impl GrrConnector {
         ))
     }
 
+    /// Any command of `grr_server.py` (its doc lists them): waits for the answer lines, up to
+    /// the one whose event is `last`, and returns them.
+    pub async fn request(
+        &self,
+        cmd: serde_json::Value,
+        last: &str,
+    ) -> Result<Vec<HashMap<String, String>>> {
+        let n = self.command(cmd.to_string()).await;
+        self.answer(n, last).await
+    }
+
     /// From now on the callback processes `Raise` messages instead of raising: the Processor
     /// is "fixed".
     pub async fn fix(&self) -> Result<()> {
