@@ -40,6 +40,7 @@ pub const RPCS: &[(&str, bool)] = &[
     ("PurgePendingMessages", true),
     ("ListPlugins", false),
     ("ReloadPlugins", true),
+    ("TraceMessage", false),
 ];
 
 /// The services whose paths the gate knows; any other path is an unknown RPC.

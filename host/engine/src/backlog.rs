@@ -55,7 +55,14 @@ impl Engine {
             // Another server may run this service; it must not be failed here.
             let outcome = match self.service(fleetgate_types::message::destination_service(&m)) {
                 Some(_) => self.process(&m).await,
-                None => crate::Outcome::Retry("service not run by this server".into()),
+                None => {
+                    let outcome = crate::Outcome::Retry("service not run by this server".into());
+                    self.trace_message(&m, || crate::trace::StepKind::Retried {
+                        service: fleetgate_types::message::destination_service(&m).to_owned(),
+                        reason: "not run by this server".into(),
+                    });
+                    outcome
+                }
             };
             apply_outcome(&mut m, outcome, self.inner.clock.now());
             Ok(m)

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::Engine;
 use crate::service::{Outcome, run};
+use crate::trace::StepKind;
 
 /// Fills in what the server owns for a message from `client`, or says why it is dropped.
 pub fn validate_from_client(
@@ -82,7 +83,13 @@ impl Engine {
         self.inner
             .store
             .store_messages(&processed, Some(contact))
-            .await
+            .await?;
+        for m in &processed {
+            self.trace_message(m, || {
+                StepKind::Stored(format!("from client {client} in contact {contact}"))
+            });
+        }
+        Ok(())
     }
 
     /// Runs a fresh message through its service and sets its result for storage.
@@ -101,10 +108,15 @@ impl Engine {
             r#type = %m.message_type
         );
         let start = Instant::now();
-        let outcome = match self.service(service) {
-            Some(entry) => run(&entry, m).instrument(span).await,
+        let entry = self.service(service);
+        let outcome = match &entry {
+            Some(entry) => run(entry, m).instrument(span).await,
             None => Outcome::Failed(format!("unknown service \"{service}\"")),
         };
+        self.trace_message(m, || {
+            let version = entry.as_ref().and_then(|e| e.service.version());
+            outcome_step(service, version, &outcome)
+        });
         if let Some(metrics) = self.metrics() {
             let word = match &outcome {
                 Outcome::Processed => "processed",
@@ -114,6 +126,23 @@ impl Engine {
             metrics.message_processed(service, word, start.elapsed());
         }
         outcome
+    }
+}
+
+/// The trace step of a processing outcome.
+fn outcome_step(service: &str, version: Option<String>, outcome: &Outcome) -> StepKind {
+    let service = service.to_owned();
+    match outcome {
+        Outcome::Processed => StepKind::Processed { service, version },
+        Outcome::Failed(error) => StepKind::Failed {
+            service,
+            version,
+            error: error.clone(),
+        },
+        Outcome::Retry(reason) => StepKind::Retried {
+            service,
+            reason: reason.clone(),
+        },
     }
 }
 

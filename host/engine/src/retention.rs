@@ -1,5 +1,5 @@
-//! Built-in retention (datastore.md §4): deleting contacts, finished messages and resource usage
-//! records older than configured ages, so operators need no cron job of hand-written DELETEs.
+//! Built-in retention (datastore.md §4): deleting contacts, finished messages, resource usage
+//! records and message trace steps older than configured ages, so operators need no cron job of hand-written DELETEs.
 //!
 //! Off unless asked: every age defaults to "keep forever". A pass deletes in bounded batches,
 //! pausing between them, so a large first pass neither holds long locks on MySQL nor starves
@@ -28,6 +28,8 @@ pub struct RetentionConfig {
     pub messages: Option<Duration>,
     /// Resource usage records, by the time the server received them.
     pub resource_usage: Option<Duration>,
+    /// Message trace steps (`fleetgate_message_trace`), by the time of the step.
+    pub traces: Option<Duration>,
 }
 
 impl RetentionConfig {
@@ -38,11 +40,23 @@ impl RetentionConfig {
             contacts: age(contacts),
             messages: age(messages),
             resource_usage: age(resource_usage),
+            traces: None,
+        }
+    }
+
+    /// With trace steps kept for `traces` (zero: forever).
+    pub fn with_traces(self, traces: Duration) -> Self {
+        Self {
+            traces: (!traces.is_zero()).then_some(traces),
+            ..self
         }
     }
 
     pub fn is_off(&self) -> bool {
-        self.contacts.is_none() && self.messages.is_none() && self.resource_usage.is_none()
+        self.contacts.is_none()
+            && self.messages.is_none()
+            && self.resource_usage.is_none()
+            && self.traces.is_none()
     }
 }
 
@@ -52,6 +66,7 @@ pub struct Pruned {
     pub contacts: u64,
     pub messages: u64,
     pub resource_usage: u64,
+    pub traces: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -59,6 +74,7 @@ enum Table {
     Contacts,
     Messages,
     ResourceUsage,
+    Traces,
 }
 
 impl Table {
@@ -67,6 +83,7 @@ impl Table {
             Table::Contacts => "client_contacts",
             Table::Messages => "messages",
             Table::ResourceUsage => "client_resource_usage_records",
+            Table::Traces => "fleetgate_message_trace",
         }
     }
 }
@@ -115,6 +132,9 @@ impl Engine {
                 .prune_table(Table::ResourceUsage, now, age, shutdown)
                 .await?;
         }
+        if let Some(age) = config.traces {
+            p.traces = self.prune_table(Table::Traces, now, age, shutdown).await?;
+        }
         Ok(p)
     }
 
@@ -135,6 +155,7 @@ impl Engine {
                 Table::Contacts => store.prune_contacts(before, BATCH).await?,
                 Table::Messages => store.prune_messages(before, BATCH).await?,
                 Table::ResourceUsage => store.prune_resource_usage(before, BATCH).await?,
+                Table::Traces => store.prune_trace(before, BATCH).await?,
             };
             total += n;
             if let Some(m) = self.metrics() {

@@ -25,6 +25,12 @@ pub enum ServiceError {
 pub trait Service: Send + Sync + 'static {
     /// Processes one message. Called concurrently, up to the service's `max_parallelism`.
     async fn process(&self, message: &Message) -> Result<(), ServiceError>;
+
+    /// What version of the service processed a message, for the message trace: a plugin's
+    /// component digest. `None` for services without one (the default).
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Accepts and drops everything (the original's `NOOP` factory).

@@ -162,4 +162,8 @@ impl Service for ComponentService {
         }
         result.map_err(CallError::into_service_error)
     }
+
+    fn version(&self) -> Option<String> {
+        Some(self.digest.clone())
+    }
 }

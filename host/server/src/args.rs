@@ -235,6 +235,32 @@ pub struct ServerArgs {
         help_heading = "Retention"
     )]
     pub retention_resource_usage: Option<String>,
+    /// Delete message trace steps older than this (0: keep forever)
+    #[arg(
+        long = "retention_traces",
+        value_name = "DURATION",
+        help_heading = "Retention"
+    )]
+    pub retention_traces: Option<String>,
+    /// Record each message's steps for `fleetgate admin trace` [default: true]
+    #[arg(
+        long = "trace_messages",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool,
+        help_heading = "Message trace"
+    )]
+    pub trace_messages: Option<bool>,
+    /// This server's name in message traces [default: the notification public address, else
+    /// HOST:PORT of the client (or admin) listener]
+    #[arg(
+        long = "server_name",
+        value_name = "NAME",
+        help_heading = "Message trace"
+    )]
+    pub server_name: Option<String>,
     #[command(flatten)]
     pub admin_lock: AdminLock,
     /// File holding the shared secret every notification between servers must carry (off by
@@ -503,6 +529,15 @@ pub enum AdminCommand {
     /// The server's plugins: list them, or reload them
     #[command(subcommand, subcommand_value_name = "COMMAND")]
     Plugins(PluginsCommand),
+    /// Every step of a message's life: stored, routed, leased, pushed, acknowledged, processed,
+    /// failed, retried, with its time and the server that took it
+    #[command(after_help = "Examples:
+  fleetgate admin trace 5f1d...(64 hex digits)
+  fleetgate admin trace 5f1d... --json")]
+    Trace {
+        /// 64 hex digits, as `insert` printed it
+        message_id: String,
+    },
 }
 
 /// `admin createbroadcast`'s arguments.

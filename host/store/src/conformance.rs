@@ -16,6 +16,7 @@ pub mod purge;
 pub mod redelivery;
 pub mod resources;
 pub mod retention;
+pub mod trace;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +50,7 @@ pub fn cases() -> Vec<Case> {
         broadcasts::cases(),
         files::cases(),
         retention::cases(),
+        trace::cases(),
     ]
     .into_iter()
     .flatten()

@@ -16,6 +16,7 @@
 //! * `broadcasts`: broadcasts, allocations ([`broadcasts::arithmetic`]) and sent markers.
 //! * `files`: the file store.
 //! * `maintenance`: pending-queue counts and retention pruning in bounded batches.
+//! * `trace`: the message trace (Fleetgate's own table), written in batches, read per message.
 //! * `conformance` (feature `conformance` or tests): the datastore conformance suite, run against
 //!   every backend by `tests/sqlite.rs` and `tests/mysql.rs`.
 //!
@@ -36,6 +37,7 @@ mod maintenance;
 mod messages;
 mod migrations;
 mod store;
+mod trace;
 
 pub use api::*;
 pub use error::StoreError;

@@ -90,6 +90,8 @@ struct Families {
     retention_deleted: Family<Counter>,
     plugin_reloads: Family<Counter>,
     admin_refused: Family<Counter>,
+    trace_written: Family<Counter>,
+    trace_dropped: Family<Counter>,
 }
 
 fn counter(
@@ -210,10 +212,24 @@ impl Default for Families {
                 "Admin calls refused by the locked listener's policy, by RPC and code.",
                 &["rpc", "code"],
             ),
+            trace_written: counter(
+                "fleetgate_trace_steps_written_total",
+                "Message trace steps written to the store.",
+                &[],
+            ),
+            trace_dropped: counter(
+                "fleetgate_trace_steps_dropped_total",
+                "Message trace steps lost, by reason: queue_full (never waited for) or store_error.",
+                &["reason"],
+            ),
         };
         f.build_info.get(&[env!("CARGO_PKG_VERSION")]).set(1);
         f.streams_active.get(&[]).set(0);
         f.redelivered.get(&[]).inc_by(0);
+        f.trace_written.get(&[]).inc_by(0);
+        for reason in ["queue_full", "store_error"] {
+            f.trace_dropped.get(&[reason]).inc_by(0);
+        }
         f
     }
 }
@@ -350,6 +366,16 @@ impl Metrics {
         self.inner.retention_deleted.get(&[table]).inc_by(n);
     }
 
+    /// Trace steps one batch wrote.
+    pub fn trace_steps_written(&self, n: u64) {
+        self.inner.trace_written.get(&[]).inc_by(n);
+    }
+
+    /// Trace steps lost; `reason` is `queue_full` or `store_error`.
+    pub fn trace_steps_dropped(&self, reason: &'static str, n: u64) {
+        self.inner.trace_dropped.get(&[reason]).inc_by(n);
+    }
+
     fn by_service_type(&self, f: &Family<Counter>, service: &str, message_type: &str, n: u64) {
         let service = self.inner.services.value(service);
         let message_type = self.inner.types.value(message_type);
@@ -387,6 +413,8 @@ impl Metrics {
         i.retention_deleted.encode(&mut out);
         i.plugin_reloads.encode(&mut out);
         i.admin_refused.encode(&mut out);
+        i.trace_written.encode(&mut out);
+        i.trace_dropped.encode(&mut out);
         out
     }
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use fleetgate_store::{
     AllocationInfo, BroadcastInfo, BroadcastStore, ClientData, ClientStore, ContactRecord,
     FileStore, MaintenanceStore, MessageStore, PendingCounts, Result, Store, StoreError,
+    TraceRecord, TraceStore,
 };
 use fleetgate_types::pb::fleetspeak::server::{
     Broadcast, Client, ClientContact, ClientResourceUsageRecord,
@@ -114,6 +115,12 @@ timed!(MaintenanceStore {
     fn prune_contacts(&self, before: SystemTime, limit: usize) -> u64;
     fn prune_messages(&self, before: SystemTime, limit: usize) -> u64;
     fn prune_resource_usage(&self, before: SystemTime, limit: usize) -> u64;
+});
+
+timed!(TraceStore {
+    fn record_trace(&self, steps: &[TraceRecord]) -> ();
+    fn message_trace(&self, id: MessageId) -> Vec<TraceRecord>;
+    fn prune_trace(&self, before: SystemTime, limit: usize) -> u64;
 });
 
 timed!(Store {

@@ -19,8 +19,16 @@ pub(super) struct FileToml {
     pub(super) notifications: Option<NotificationsToml>,
     pub(super) retention: Option<RetentionToml>,
     pub(super) router: Option<WasmToml>,
+    pub(super) trace: Option<TraceToml>,
     #[serde(default)]
     pub(super) services: Vec<Spanned<ServiceToml>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TraceToml {
+    pub(super) enabled: Option<bool>,
+    pub(super) server_name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +37,7 @@ pub(super) struct RetentionToml {
     pub(super) contacts: Option<Spanned<String>>,
     pub(super) messages: Option<Spanned<String>>,
     pub(super) resource_usage: Option<Spanned<String>>,
+    pub(super) traces: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -1,4 +1,5 @@
-//! The schema, one migration per table, in Fleetspeak's creation order (foreign keys need it).
+//! The schema, one migration per table, in Fleetspeak's creation order (foreign keys need it),
+//! then Fleetgate's own tables (`fleetgate_*`), which Go servers never touch.
 //!
 //! On MySQL/MariaDB each statement is the Go server's own `CREATE TABLE IF NOT EXISTS`, so the
 //! schema is identical and setting it up over a database a Go server created is a no-op. On SQLite
@@ -20,6 +21,7 @@ mod m0009_broadcast_labels;
 mod m0010_broadcast_allocations;
 mod m0011_broadcast_sent;
 mod m0012_files;
+mod m0014_message_trace;
 
 pub(crate) struct Migrator;
 
@@ -39,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_broadcast_allocations::Migration),
             Box::new(m0011_broadcast_sent::Migration),
             Box::new(m0012_files::Migration),
+            Box::new(m0014_message_trace::Migration),
         ]
     }
 }
