@@ -156,6 +156,11 @@ impl Engine {
         };
         match invalid {
             Some(why) => {
+                self.trace_message(&c, || StepKind::Failed {
+                    service: "router".into(),
+                    version: None,
+                    error: why.into(),
+                });
                 apply_outcome(&mut c, Outcome::Failed(why.into()), self.inner.clock.now());
                 c
             }

@@ -133,10 +133,14 @@ impl StepKind {
                 to,
                 router: Some(v),
             } => format!("{to}, by router digest {v}"),
-            StepKind::Leased { contact, until } => format!(
-                "to contact {contact}, due again at {} unless acknowledged",
-                to_timestamp(*until)
-            ),
+            StepKind::Leased { contact, until } => {
+                // To the second: the lease is 15 minutes.
+                let until = prost_types::Timestamp {
+                    nanos: 0,
+                    ..to_timestamp(*until)
+                };
+                format!("to contact {contact}, due again at {until} unless acknowledged")
+            }
             StepKind::Pushed { contact, how } => match how {
                 Handout::Poll => format!("in the poll response of contact {contact}"),
                 Handout::StreamStart => format!("in the first reply of stream contact {contact}"),

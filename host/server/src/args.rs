@@ -529,8 +529,11 @@ pub enum AdminCommand {
     /// The server's plugins: list them, or reload them
     #[command(subcommand, subcommand_value_name = "COMMAND")]
     Plugins(PluginsCommand),
-    /// Every step of a message's life: stored, routed, leased, pushed, acknowledged, processed,
-    /// failed, retried, with its time and the server that took it
+    /// Every step of a message's life, with its time and the server that took it
+    ///
+    /// Steps: stored, routed, leased, pushed, acknowledged, processed, failed, retried. The
+    /// trace lives in the shared database, so any server of an installation shows every
+    /// server's steps.
     #[command(after_help = "Examples:
   fleetgate admin trace 5f1d...(64 hex digits)
   fleetgate admin trace 5f1d... --json")]
@@ -846,6 +849,29 @@ mod tests {
         assert!(!q.polling && q.running.watch_plugins);
         assert_eq!(q.state_dir, PathBuf::from("b"));
         assert!(parse(&["quickstart", "--polling=yes"]).is_err());
+    }
+
+    #[test]
+    fn trace_flags_unset_bare_and_go_style() {
+        let server = |args: &[&str]| {
+            let mut all = vec!["server"];
+            all.extend_from_slice(args);
+            match parse(&all).unwrap().command {
+                Command::Server(s) => s,
+                _ => panic!("not server"),
+            }
+        };
+        assert_eq!(server(&[]).trace_messages, None, "unset: the file decides");
+        assert_eq!(server(&["-trace_messages"]).trace_messages, Some(true));
+        assert_eq!(
+            server(&["-trace_messages=false"]).trace_messages,
+            Some(false)
+        );
+        assert_eq!(server(&["--trace_messages=0"]).trace_messages, Some(false));
+        let s = server(&["-server_name", "fe-1", "-retention_traces=720h"]);
+        assert_eq!(s.server_name.as_deref(), Some("fe-1"));
+        assert_eq!(s.retention_traces.as_deref(), Some("720h"));
+        assert!(parse(&["server", "--trace_messages=maybe"]).is_err());
     }
 
     #[test]

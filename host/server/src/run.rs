@@ -475,6 +475,24 @@ fn redact(url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Servers on one host differ by port; a server other servers notify is named by that
+    /// address.
+    #[test]
+    fn server_names_come_from_addresses() {
+        let at = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        let host = hostname();
+        assert_eq!(
+            server_name("10.0.0.5:10000", at(4443), at(4444)),
+            "10.0.0.5:10000"
+        );
+        assert_eq!(
+            server_name("local", at(4443), at(4444)),
+            format!("{host}:4443")
+        );
+        assert_eq!(server_name("local", None, at(4444)), format!("{host}:4444"));
+        assert_eq!(server_name("", None, None), host);
+    }
+
     /// Every task runs until shutdown: one that fails, panics or just returns before it is a
     /// death, reported with its error; after shutdown nothing is.
     #[tokio::test]
