@@ -178,7 +178,7 @@ async fn a_message_is_traced_from_insert_to_ack_and_a_client_message_to_its_plug
     );
     assert_eq!(
         first(&steps, "stored").detail,
-        format!("inserted for client {}", hex::encode(&id))
+        format!("inserted for client {} from service Echo", hex::encode(&id))
     );
     assert!(first(&steps, "leased").detail.starts_with("to contact "));
     assert!(

@@ -85,9 +85,7 @@ impl Engine {
             .store_messages(&processed, Some(contact))
             .await?;
         for m in &processed {
-            self.trace_message(m, || {
-                StepKind::Stored(format!("from client {client} in contact {contact}"))
-            });
+            self.trace_message(m, || StepKind::StoredFromClient { client, contact });
         }
         Ok(())
     }

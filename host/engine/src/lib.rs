@@ -343,7 +343,11 @@ impl Engine {
                 Some(_) => ", already processed: not delivered",
                 None => "",
             };
-            trace::StepKind::Stored(format!("inserted for {to}{how}"))
+            let from = match m.source.as_ref().map(|s| s.service_name.as_str()) {
+                Some(s) if !s.is_empty() => format!(" from service {s}"),
+                _ => String::new(),
+            };
+            trace::StepKind::Stored(format!("inserted for {to}{from}{how}"))
         });
     }
 

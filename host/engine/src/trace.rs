@@ -63,8 +63,14 @@ pub enum Handout {
 /// What happened to a message, with what the step's detail says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepKind {
-    /// Stored by this server; the text says how (from a client, by an admin insert).
+    /// Stored by this server; the text says how (an admin insert, …).
     Stored(String),
+    /// A client's message stored with its outcome (the detail is built by the writer, off the
+    /// message path).
+    StoredFromClient {
+        client: ClientId,
+        contact: ContactId,
+    },
     /// Seen by the router: where it sent the message, and the router's version if known.
     Routed { to: String, router: Option<String> },
     /// Leased for delivery to a contact of its client.
@@ -103,7 +109,7 @@ impl StepKind {
     /// The short word stored as the step.
     pub fn word(&self) -> &'static str {
         match self {
-            StepKind::Stored(_) => "stored",
+            StepKind::Stored(_) | StepKind::StoredFromClient { .. } => "stored",
             StepKind::Routed { .. } => "routed",
             StepKind::Leased { .. } => "leased",
             StepKind::Pushed { .. } => "pushed",
@@ -128,6 +134,9 @@ impl StepKind {
             | StepKind::DeadLettered(s)
             | StepKind::Replayed(s)
             | StepKind::Expired(s) => s.clone(),
+            StepKind::StoredFromClient { client, contact } => {
+                format!("from client {client} in contact {contact}")
+            }
             StepKind::Routed { to, router: None } => to.clone(),
             StepKind::Routed {
                 to,
