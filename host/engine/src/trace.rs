@@ -4,7 +4,7 @@
 //! Message handling never waits for the trace. [`Tracer::record`] puts a step into a bounded
 //! queue and returns; [`Tracer::run`] (one task per server) writes the queue to the store in
 //! batches, every [`TraceConfig::flush_every`] or as soon as [`TraceConfig::batch`] steps are
-//! waiting. When the queue is full the step is dropped and counted
+//! waiting, with up to two batches in the database at once. When the queue is full the step is dropped and counted
 //! (`fleetgate_trace_steps_dropped_total{reason="queue_full"}`); a batch the store refuses is
 //! dropped and counted too (`reason="store_error"`). So the trace is best effort: a crash loses
 //! the steps of the last fraction of a second, while the messages themselves stay as durable as
@@ -18,6 +18,8 @@ use fleetgate_store::{TraceRecord, TraceStore};
 use fleetgate_telemetry::Metrics;
 use fleetgate_types::time::to_timestamp;
 use fleetgate_types::{ClientId, ContactId, MessageId};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +29,9 @@ pub const QUEUE: usize = 10_000;
 pub const BATCH: usize = 500;
 /// How long the first step of a batch waits for others.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Batches written at once: the next batch is gathered (and written) while one is in the
+/// database, so a busy database's commit time does not cap the trace at one batch per commit.
+const WRITERS: usize = 2;
 /// Longer details are cut (an error text can be long; the trace is for people).
 const DETAIL_MAX: usize = 2000;
 
@@ -288,11 +293,15 @@ impl Tracer {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         let Some(mut rx) = taken else { return };
+        let store = &*store;
         let mut buf = Vec::with_capacity(self.batch);
+        // Batches being written; the next one is gathered meanwhile.
+        let mut writing = FuturesUnordered::new();
         loop {
             let got = tokio::select! {
                 biased;
                 () = stop.cancelled() => 0,
+                Some(()) = writing.next(), if !writing.is_empty() => continue,
                 n = rx.recv_many(&mut buf, self.batch) => n,
             };
             if got == 0 {
@@ -303,28 +312,34 @@ impl Tracer {
                 let want = self.batch - buf.len();
                 tokio::select! {
                     n = rx.recv_many(&mut buf, want) => if n == 0 { break },
+                    Some(()) = writing.next(), if !writing.is_empty() => {}
                     () = tokio::time::sleep_until(deadline) => break,
                     () = stop.cancelled() => break,
                 }
             }
-            self.write(&*store, &mut buf).await;
+            while writing.len() >= WRITERS {
+                writing.next().await;
+            }
+            let batch = std::mem::replace(&mut buf, Vec::with_capacity(self.batch));
+            writing.push(self.write(store, batch));
         }
+        while writing.next().await.is_some() {}
         // Stopping: what is queued now still goes out.
         while let Ok(step) = rx.try_recv() {
             buf.push(step);
             if buf.len() == self.batch {
-                self.write(&*store, &mut buf).await;
+                self.write(store, std::mem::take(&mut buf)).await;
             }
         }
-        self.write(&*store, &mut buf).await;
+        self.write(store, buf).await;
     }
 
-    async fn write(&self, store: &dyn TraceStore, buf: &mut Vec<TraceStep>) {
-        if buf.is_empty() {
+    async fn write(&self, store: &dyn TraceStore, steps: Vec<TraceStep>) {
+        if steps.is_empty() {
             return;
         }
-        let records: Vec<TraceRecord> = buf
-            .drain(..)
+        let records: Vec<TraceRecord> = steps
+            .into_iter()
             .map(|s| TraceRecord {
                 message_id: s.message_id,
                 time: s.time,

@@ -197,3 +197,62 @@ fn details_say_what_happened_and_long_ones_are_cut() {
     );
     assert!(d.len() <= DETAIL_MAX + '…'.len_utf8());
 }
+
+/// Holds every write until released, counting how many are in the database at once.
+#[derive(Default)]
+struct Slow {
+    active: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    written: std::sync::atomic::AtomicUsize,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl TraceStore for Slow {
+    async fn record_trace(&self, steps: &[TraceRecord]) -> Result<()> {
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        self.release.notified().await;
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.written.fetch_add(steps.len(), Ordering::SeqCst);
+        Ok(())
+    }
+    async fn message_trace(&self, _id: MessageId) -> Result<Vec<TraceRecord>> {
+        Ok(Vec::new())
+    }
+    async fn prune_trace(&self, _before: SystemTime, _limit: usize) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+#[tokio::test]
+async fn two_batches_are_written_at_once_never_more() {
+    let tracer = Arc::new(Tracer::new("fe-1", &config(1000, 5, 10)));
+    for n in 0..30 {
+        tracer.record(step(n));
+    }
+    let store = Arc::new(Slow::default());
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn({
+        let (tracer, store, stop) = (tracer.clone(), store.clone(), stop.clone());
+        async move { tracer.run(store, stop).await }
+    });
+    until("two writes in flight", || {
+        store.active.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        store.most.load(Ordering::SeqCst),
+        2,
+        "a third write started"
+    );
+    while store.written.load(Ordering::SeqCst) < 30 {
+        store.release.notify_waiters();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(store.most.load(Ordering::SeqCst), 2);
+    stop.cancel();
+    writer.await.unwrap();
+    assert_eq!(tracer.written(), 30);
+}
