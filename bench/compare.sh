@@ -72,6 +72,7 @@
 #   --workloads "idle upload deliver"  subset of workloads
 #   --out DIR            logs and results (default target/bench-compare/<UTC time>)
 #   --no-build           use target/release/fleetgate as it is
+#   --fleetgate-args "A B"  extra flags of every Fleetgate server (e.g. "-trace_messages=false")
 #   --keep               keep the databases
 #
 # Environment: FLEETGATE_PEERS_VENV (venv with the Go binaries; default target/peers-venv),
@@ -85,6 +86,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 cd "$root"
 
+fleetgate_args=()
 quick=0 levels="" connect_rate=200 upload_rate=100 upload_secs="" messages="" rate=200
 top_messages="" only="" idle_proto=() workloads="idle upload deliver" out="" build=1 keep=0
 cluster_clients=50000 frontends=3 cluster_messages=1500 admin_levels="5 200" admin_calls=300
@@ -109,6 +111,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift ;;
     --no-build) build=0 ;;
     --keep) keep=1 ;;
+    --fleetgate-args) read -r -a fleetgate_args <<< "$2"; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -234,7 +237,7 @@ launch() {
       -services_config "$dir/services.config" > "$dir/server.log" 2>&1 &
   else
     "$fg_bin" server --components_config "$dir/components.config" \
-      --services_config "$dir/services.config" --logtostderr "${server_args[@]}" \
+      --services_config "$dir/services.config" --logtostderr "${fleetgate_args[@]}" "${server_args[@]}" \
       > "$dir/server.log" 2>&1 &
   fi
   launched=$!
@@ -616,6 +619,7 @@ admin_run() { # FLAVOR STORE(mysql|sqlite)
   echo "date: $(date -u)"
   echo "machine: nproc $(nproc), $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(free -g | awk '/^Mem:/ {print $2}') GiB"
   echo "fleetgate: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- host || echo '+dirty')"
+  echo "fleetgate flags: ${fleetgate_args[*]:-(none)}"
   echo "go: $go_bin ($(cat "$venv/fleetspeak-server-bin/usr/VERSION" 2>/dev/null || echo 0.1.19))"
   echo "mariadb: $(sql 'SELECT VERSION()')"
   echo "fd limit: $fd_limit"

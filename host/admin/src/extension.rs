@@ -13,7 +13,8 @@ use crate::dead_letters;
 use crate::lock::Grant;
 use crate::parse::{self, client_ids};
 use crate::plugins::PluginControl;
-use crate::status::{for_item, from_engine, from_store, invalid, unimplemented};
+use crate::status::{for_item, from_engine, from_store, invalid, not_found, unimplemented};
+use fleetgate_types::MessageId;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -123,6 +124,49 @@ impl FleetgateAdmin for ExtensionService {
             .await
             .map_err(|e| from_store("can't purge pending messages", e))?;
         Ok(Response::new(PurgePendingMessagesResponse { purged }))
+    }
+
+    /// The steps of one message from the shared store. An ID that is not 32 bytes is
+    /// INVALID_ARGUMENT; one with no steps and no stored message is NOT_FOUND. A stored message
+    /// without steps (traced while tracing was off, or its steps pruned) answers no steps.
+    async fn trace_message(
+        &self,
+        req: Request<TraceMessageRequest>,
+    ) -> Reply<TraceMessageResponse> {
+        let raw = req.into_inner().message_id;
+        let id = MessageId::from_bytes(&raw).map_err(|e| {
+            invalid(format!(
+                "message ID {:?} is not a message ID: {e}",
+                hex::encode(&raw)
+            ))
+        })?;
+        let store = self.engine.store();
+        let steps = store
+            .message_trace(id)
+            .await
+            .map_err(|e| from_store(&format!("can't read the trace of message {id}"), e))?;
+        if steps.is_empty()
+            && store
+                .get_message_status(id)
+                .await
+                .map_err(|e| from_store(&format!("can't read message {id}"), e))?
+                .is_none()
+        {
+            return Err(not_found(format!(
+                "message {id} is unknown: no trace and no stored message"
+            )));
+        }
+        Ok(Response::new(TraceMessageResponse {
+            steps: steps
+                .into_iter()
+                .map(|s| TraceStep {
+                    time: Some(fleetgate_types::time::to_timestamp(s.time)),
+                    server: s.server,
+                    step: s.step,
+                    detail: s.detail,
+                })
+                .collect(),
+        }))
     }
 
     async fn list_plugins(&self, _req: Request<ListPluginsRequest>) -> Reply<ListPluginsResponse> {

@@ -44,6 +44,7 @@ pub const RPCS: &[(&str, bool)] = &[
     ("GetDeadLetter", false),
     ("ReplayDeadLetters", true),
     ("PurgeDeadLetters", true),
+    ("TraceMessage", false),
 ];
 
 /// The services whose paths the gate knows; any other path is an unknown RPC.

@@ -2,7 +2,8 @@
 //! extension `fleetgate.admin.v1.FleetgateAdmin`, both on one port.
 //!
 //! * [`service`]: the `Admin` handlers; they read through the store and insert through the engine.
-//! * [`extension`]: batched inserts, purging the pending queue, plugin listing and reload.
+//! * [`extension`]: batched inserts, purging the pending queue, plugin listing and reload, the
+//!   message trace.
 //! * [`plugins`]: the [`PluginControl`] trait the binary implements over the plugin runtime.
 //! * [`lock`]: the locked listener: TLS with client certificates and a per-identity policy.
 //! * `gate`: what every call passes on either listener: the policy check and the audit line.

@@ -54,6 +54,8 @@ pub struct Settings {
     /// The secret notifications between servers carry and must carry, from
     /// `--notification_secret_file` or `[notifications] secret_file`; `None`: off, as in Go.
     pub notification_secret: Option<String>,
+    /// The TOML `[trace]` (empty for the text-format pair; flags override it).
+    pub trace: crate::toml::Trace,
     /// What the TOML file said about both, until [`Settings::load`] applies the flags over it.
     file_security: FileSecurity,
 }
@@ -462,6 +464,7 @@ impl Settings {
         )?;
         settings.retention = file.retention;
         settings.router = file.router;
+        settings.trace = file.trace;
         settings.file_security = FileSecurity {
             admin_lock: file.admin_lock,
             notification_secret_file: file.notification_secret_file,
@@ -505,6 +508,7 @@ impl Settings {
             router: None,
             admin_lock: None,
             notification_secret: None,
+            trace: Default::default(),
             file_security: FileSecurity::default(),
         })
     }

@@ -36,6 +36,12 @@
 //! messages = "2160h"                   # finished messages, by creation time (never pending ones)
 //! resource_usage = "720h"              # resource usage records, by receipt time
 //! dead_letters = "720h"                # dead letters, by the time the message died
+//! traces = "720h"                      # message trace steps, by the time of the step
+//!
+//! [trace]                              # the trace of each message (`fleetgate admin trace ID`)
+//! enabled = true                       # default true; false records no new steps
+//! server_name = "fe-1"                 # this server's name in traces; default: the
+//!                                      # notification public address, else host:client port
 //!
 //! [router]                             # optional: sees every client message first
 //! path = "router.wasm"                 # a component of the `router` world, or bundled:<name>
@@ -101,6 +107,33 @@ pub struct TomlSettings {
     pub admin_lock: crate::admin_lock::AdminLockSource,
     /// `[notifications] secret_file`, resolved.
     pub notification_secret_file: Option<PathBuf>,
+    /// `[trace]`.
+    pub trace: Trace,
+}
+
+/// `[trace]`: unset keys leave the choice to flags and defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Trace {
+    pub enabled: Option<bool>,
+    /// At most [`MAX_SERVER_NAME`] bytes, not empty.
+    pub server_name: Option<String>,
+}
+
+/// The longest server name the trace table holds.
+pub const MAX_SERVER_NAME: usize = 255;
+
+/// Checks a server name given in a file or a flag.
+pub fn check_server_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a server name must not be empty".into());
+    }
+    if name.len() > MAX_SERVER_NAME {
+        return Err(format!(
+            "a server name is at most {MAX_SERVER_NAME} bytes, this one has {}",
+            name.len()
+        ));
+    }
+    Ok(())
 }
 
 /// How long to keep old rows; zero keeps them forever (the default).
@@ -114,6 +147,8 @@ pub struct Retention {
     pub resource_usage: Duration,
     /// Dead letters, by the time the message died.
     pub dead_letters: Duration,
+    /// Message trace steps, by the time of the step.
+    pub traces: Duration,
 }
 
 mod schema;
@@ -256,6 +291,22 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
             messages: age(&ctx, "retention.messages", r.messages)?,
             resource_usage: age(&ctx, "retention.resource_usage", r.resource_usage)?,
             dead_letters: age(&ctx, "retention.dead_letters", r.dead_letters)?,
+            traces: age(&ctx, "retention.traces", r.traces)?,
+        },
+    };
+    let trace = match file.trace {
+        None => Trace::default(),
+        Some(t) => Trace {
+            enabled: t.enabled,
+            server_name: t
+                .server_name
+                .map(|n| {
+                    let span = n.span();
+                    check_server_name(n.get_ref())
+                        .map(|()| n.into_inner())
+                        .map_err(|e| ctx.error(span, "trace.server_name", e))
+                })
+                .transpose()?,
         },
     };
     let client_message_expiry = file
@@ -276,6 +327,7 @@ pub fn parse(path: &Path, text: &str) -> Result<TomlSettings, ConfigError> {
         router: file.router.map(|w| wasm_config(&ctx, w)),
         admin_lock,
         notification_secret_file,
+        trace,
     })
 }
 

@@ -124,6 +124,8 @@ fn toml_matches_the_text_format_pair() {
         }
     );
     assert_eq!(from_toml.state_dir, PathBuf::from("/var/lib/fleetgate"));
+    assert_eq!(from_toml.trace.enabled, Some(true));
+    assert_eq!(from_toml.trace.server_name, None);
     grr_service_is_installers(&from_toml);
 
     // --database and --state_dir win.

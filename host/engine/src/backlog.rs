@@ -64,7 +64,13 @@ impl Engine {
                 },
                 // Another server may run this service; it must not be failed, nor its attempts
                 // judged, here. The lease already set when it is due again.
-                None => Vec::new(),
+                None => {
+                    self.trace_message(&m, || crate::trace::StepKind::Retried {
+                        service: destination_service(&m).to_owned(),
+                        reason: "not run by this server".into(),
+                    });
+                    Vec::new()
+                }
             }
         }))
         .await;

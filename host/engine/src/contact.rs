@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::Engine;
 use crate::delivery::{MAX_BATCH, Tokens};
 use crate::registry::StreamSignal;
+use crate::trace::Handout;
 
 /// More messages than this in one contact is an error, as in the original.
 pub const MAX_MESSAGES_PER_CONTACT: usize = 100;
@@ -191,6 +192,7 @@ impl ContactHandler for Engine {
             )
             .await
             .map_err(internal)?;
+        self.trace_pushed(&messages, est.contact, Handout::Poll);
         Ok(ContactData {
             sequencing_nonce: est.nonce,
             messages,
@@ -231,6 +233,7 @@ impl ContactHandler for Engine {
         if messages.len() == MAX_BATCH {
             stream.signal.wake.notify_one();
         }
+        self.trace_pushed(&messages, est.contact, Handout::StreamStart);
         let reply = ContactData {
             sequencing_nonce: est.nonce,
             messages,
@@ -344,6 +347,8 @@ impl Stream {
         if msgs.len() == MAX_BATCH {
             self.signal.wake.notify_one();
         }
+        self.engine
+            .trace_pushed(&msgs, self.contact, Handout::Stream);
         Ok(msgs)
     }
 }

@@ -6,10 +6,11 @@ use std::time::Duration;
 use fleetgate_pb::fleetspeak::{Label, Message};
 use fleetgate_store::StoreError;
 use fleetgate_types::message::{address, destination_service, success};
-use fleetgate_types::time::to_timestamp;
+use fleetgate_types::time::{client_retry_time, to_timestamp};
 use fleetgate_types::{ClientId, ContactId, MessageId};
 
 use crate::Engine;
+use crate::trace::{Handout, StepKind};
 
 /// At most this many queued messages go out in one contact or push.
 pub const MAX_BATCH: usize = 100;
@@ -82,6 +83,12 @@ impl Engine {
         if msgs.is_empty() {
             return Ok(msgs);
         }
+        if self.is_tracing() {
+            let until = client_retry_time(self.inner.clock.now());
+            for m in &msgs {
+                self.trace_message(m, || StepKind::Leased { contact, until });
+            }
+        }
         // The client never acks Die, so it is done once handed out.
         let now = self.inner.clock.now();
         let dies: Vec<_> = msgs
@@ -124,6 +131,13 @@ impl Engine {
                 tracing::warn!(client = %client, contact = %contact, error = %e, "making superseded leases due again");
                 false
             }
+        }
+    }
+
+    /// The `pushed` steps of a batch handed to the frontend.
+    pub(crate) fn trace_pushed(&self, msgs: &[Message], contact: ContactId, how: Handout) {
+        for m in msgs {
+            self.trace_message(m, || StepKind::Pushed { contact, how });
         }
     }
 

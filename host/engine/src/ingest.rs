@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::Engine;
 use crate::lifecycle::Settled;
 use crate::service::{Outcome, run};
+use crate::trace::StepKind;
 
 /// Fills in what the server owns for a message from `client`, or says why it is dropped.
 pub fn validate_from_client(
@@ -80,7 +81,9 @@ impl Engine {
             .into_iter()
             .flatten()
             .collect();
-        self.store_settled(processed, Some(contact)).await
+        self.store_settled(processed, Some((client, contact)))
+            .await?;
+        Ok(())
     }
 
     /// Runs a fresh message through its service: its first attempt.
@@ -114,6 +117,7 @@ impl Engine {
                 None,
             ),
         };
+        self.trace_message(m, || outcome_step(service, version.clone(), &outcome));
         if let Some(metrics) = self.metrics() {
             let word = match &outcome {
                 Outcome::Processed => "processed",
@@ -123,6 +127,23 @@ impl Engine {
             metrics.message_processed(service, word, start.elapsed());
         }
         (outcome, version)
+    }
+}
+
+/// The trace step of a processing outcome.
+fn outcome_step(service: &str, version: Option<String>, outcome: &Outcome) -> StepKind {
+    let service = service.to_owned();
+    match outcome {
+        Outcome::Processed => StepKind::Processed { service, version },
+        Outcome::Failed(error) => StepKind::Failed {
+            service,
+            version,
+            error: error.clone(),
+        },
+        Outcome::Retry(reason) => StepKind::Retried {
+            service,
+            reason: reason.clone(),
+        },
     }
 }
 

@@ -15,6 +15,7 @@
 //! * [`metrics`]: the telemetry handle the engine records into; the pending-queue gauge.
 //! * [`retention`]: deleting old contacts, finished messages and resource usage records.
 //! * [`broadcasts`]: the broadcast working set, its allocations, and instances for contacts.
+//! * [`trace`]: the message trace — each step queued without waiting, written in batches.
 //!
 //! The engine never speaks HTTP, TLS, gRPC or SQL: it talks to the store through
 //! `fleetgate_store::Store` and to the outside through the frontend contract and its own methods.
@@ -34,6 +35,7 @@ pub mod retention;
 pub mod router;
 pub mod service;
 pub mod system;
+pub mod trace;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +74,10 @@ pub struct EngineConfig {
     pub redelivery_grace: Duration,
     /// When client-bound messages stop being delivered (off by default, as in Fleetspeak).
     pub expiry: lifecycle::Expiry,
+    /// This server's name in the message trace: distinct per server of an installation.
+    pub server_name: String,
+    /// Whether steps are traced, and the trace queue's bounds.
+    pub trace: trace::TraceConfig,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +88,8 @@ impl Default for EngineConfig {
             broadcast_poll_time: broadcasts::DEFAULT_POLL_TIME,
             redelivery_grace: delivery::REDELIVERY_GRACE,
             expiry: lifecycle::Expiry::default(),
+            server_name: String::new(),
+            trace: trace::TraceConfig::default(),
         }
     }
 }
@@ -118,14 +126,21 @@ struct Inner {
     services: RwLock<Services>,
     /// Sees client messages before their service; swapped whole, like `services`.
     router: RwLock<Option<Arc<dyn Router>>>,
+    /// Queues trace steps; its writer task runs beside the engine (`run_trace_writer`).
+    tracer: Arc<trace::Tracer>,
     stopping: AtomicBool,
 }
 
 impl Engine {
     pub fn new(config: EngineConfig, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let cache = Arc::new(ClientCache::new());
+        let tracer = Arc::new(trace::Tracer::new(
+            config.server_name.clone(),
+            &config.trace,
+        ));
         let mut services = Services::new();
-        let system = system::SystemService::new(store.clone(), cache.clone(), clock.clone());
+        let system = system::SystemService::new(store.clone(), cache.clone(), clock.clone())
+            .with_tracer(tracer.clone());
         services.insert(system::NAME, ServiceEntry::new(Arc::new(system), 100));
         let broadcasts = Broadcasts::new(config.broadcast_poll_time);
         let inner = Inner {
@@ -140,6 +155,7 @@ impl Engine {
             metrics: OnceLock::new(),
             services: RwLock::new(services),
             router: RwLock::new(None),
+            tracer,
             stopping: AtomicBool::new(false),
         };
         Self {
@@ -248,12 +264,14 @@ impl Engine {
                     .store
                     .store_messages(std::slice::from_ref(&m), None)
                     .await?;
+                self.trace_inserted(&m, dest);
             }
             Some(client) => {
                 self.inner
                     .store
                     .store_messages(std::slice::from_ref(&m), None)
                     .await?;
+                self.trace_inserted(&m, dest);
                 let record = known.iter().find(|r| r.client_id == client.as_bytes());
                 self.wake([(client, record.map(StreamedTo::from))]);
             }
@@ -264,10 +282,15 @@ impl Engine {
                     .store
                     .store_messages(std::slice::from_ref(&m), None)
                     .await?;
+                self.trace_inserted(&m, dest);
             }
             None => {
                 let settled = self.process_fresh(m).await;
+                let traced = self.is_tracing().then(|| settled.message().clone());
                 self.store_settled(vec![settled], None).await?;
+                if let Some(m) = traced {
+                    self.trace_inserted(&m, dest);
+                }
             }
         }
         Ok(id)
@@ -299,6 +322,9 @@ impl Engine {
             return Ok(ids);
         }
         self.inner.store.store_messages(&msgs, None).await?;
+        for m in &msgs {
+            self.trace_inserted(m, destination_client(m).ok().flatten());
+        }
         let mut known: HashMap<&[u8], StreamedTo> = known
             .iter()
             .map(|r| (r.client_id.as_slice(), StreamedTo::from(r)))
@@ -309,6 +335,26 @@ impl Engine {
                 .map(|c| (c, known.remove(c.as_bytes().as_slice()))),
         );
         Ok(ids)
+    }
+
+    /// The `stored` step of an inserted message.
+    fn trace_inserted(&self, m: &Message, dest: Option<ClientId>) {
+        self.trace_message(m, || {
+            let to = match dest {
+                Some(c) => format!("client {c}"),
+                None => format!("service {}", destination_service(m)),
+            };
+            let how = match &m.result {
+                Some(r) if r.failed => ", with a failed result: not delivered",
+                Some(_) => ", already processed: not delivered",
+                None => "",
+            };
+            let from = match m.source.as_ref().map(|s| s.service_name.as_str()) {
+                Some(s) if !s.is_empty() => format!(" from service {s}"),
+                _ => String::new(),
+            };
+            trace::StepKind::Stored(format!("inserted for {to}{from}{how}"))
+        });
     }
 
     /// Wakes the streams of clients that have just had messages stored: those held here at once,

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ingest::apply_outcome;
 use crate::service::Outcome;
+use crate::trace::StepKind;
 use crate::{Engine, EngineError};
 
 /// The original's back-off: 60 s × 1.1ⁿ, times U[1, 2).
@@ -119,6 +120,16 @@ pub(crate) enum Settled {
     Dead(DeadLetter),
 }
 
+impl Settled {
+    /// The message as it will be stored (a dead one with its payload).
+    pub(crate) fn message(&self) -> &Message {
+        match self {
+            Settled::Keep { message, .. } => message,
+            Settled::Dead(l) => &l.message,
+        }
+    }
+}
+
 fn age(m: &Message, now: SystemTime) -> Duration {
     m.creation_time
         .as_ref()
@@ -181,14 +192,22 @@ impl Engine {
         }
     }
 
-    /// Stores processed messages: the kept ones (linked to `contact` if given) in one
-    /// transaction, the dead ones in another, then any back-off of the service's own. Returns
-    /// once all of it is durable.
+    /// Stores processed messages: the kept ones (linked to the contact they came in, if they
+    /// came from a client) in one transaction, the dead ones in another, then any back-off of
+    /// the service's own. Returns once all of it is durable. Messages from a client are traced
+    /// as stored before any is traced as dead-lettered.
     pub(crate) async fn store_settled(
         &self,
         settled: Vec<Settled>,
-        contact: Option<ContactId>,
+        from: Option<(ClientId, ContactId)>,
     ) -> Result<(), StoreError> {
+        let traced: Vec<MessageId> = match from {
+            Some(_) if self.is_tracing() => settled
+                .iter()
+                .filter_map(|s| MessageId::from_bytes(&s.message().message_id).ok())
+                .collect(),
+            _ => Vec::new(),
+        };
         let mut keep = Vec::with_capacity(settled.len());
         let mut dead = Vec::new();
         let mut due = Vec::new();
@@ -204,7 +223,15 @@ impl Engine {
             }
         }
         if !keep.is_empty() {
-            self.inner.store.store_messages(&keep, contact).await?;
+            self.inner
+                .store
+                .store_messages(&keep, from.map(|(_, contact)| contact))
+                .await?;
+        }
+        if let Some((client, contact)) = from {
+            for id in traced {
+                self.trace(id, StepKind::StoredFromClient { client, contact });
+            }
         }
         self.dead_letter(dead).await?;
         if !due.is_empty() {
@@ -235,6 +262,12 @@ impl Engine {
             if let Some(m) = self.metrics() {
                 m.message_dead_lettered(service, l.reason.as_str());
             }
+            self.trace_message(&l.message, || {
+                StepKind::DeadLettered(format!(
+                    "{}: {} ({} attempts)",
+                    l.reason, l.last_error, l.attempts
+                ))
+            });
         }
         Ok(moved.len())
     }
@@ -258,7 +291,7 @@ impl Engine {
         self.dead_letter(
             expired
                 .into_iter()
-                .map(|m| expired_letter(m, now))
+                .map(|m| self.expired_letter(m, now, "leased for delivery"))
                 .collect(),
         )
         .await?;
@@ -308,7 +341,12 @@ impl Engine {
                     .await?;
                 let n = batch.len();
                 let moved = self
-                    .dead_letter(batch.into_iter().map(|m| expired_letter(m, now)).collect())
+                    .dead_letter(
+                        batch
+                            .into_iter()
+                            .map(|m| self.expired_letter(m, now, "found by the expiry sweep"))
+                            .collect(),
+                    )
                     .await?;
                 total += moved;
                 // A full batch of which nothing moved would be read again forever.
@@ -357,19 +395,31 @@ impl Engine {
         self.wake(clients.into_iter().map(|c| (c, None)));
         for m in &replayed.replayed {
             tracing::info!(id = %hex::encode(&m.message_id), service = destination_service(m), "dead letter replayed");
+            self.trace_message(m, || {
+                StepKind::Replayed(match destination_client(m).ok().flatten() {
+                    Some(c) => format!("pending again for client {c}"),
+                    None => format!(
+                        "pending again for service {}, through its current version",
+                        destination_service(m)
+                    ),
+                })
+            });
         }
         Ok(replayed)
     }
-}
 
-fn expired_letter(m: Message, now: SystemTime) -> DeadLetter {
-    let old = age(&m, now).as_secs();
-    DeadLetter {
-        message: m,
-        reason: DeadReason::Expired,
-        last_error: format!("not delivered within its expiry (created {old} s ago)"),
-        plugin: String::new(),
-        attempts: 0,
+    /// The dead letter of an expired message (`how` it was found), its expiry traced.
+    fn expired_letter(&self, m: Message, now: SystemTime, how: &str) -> DeadLetter {
+        let old = age(&m, now).as_secs();
+        let why = format!("not delivered within its expiry (created {old} s ago)");
+        self.trace_message(&m, || StepKind::Expired(format!("{why}; {how}")));
+        DeadLetter {
+            message: m,
+            reason: DeadReason::Expired,
+            last_error: why,
+            plugin: String::new(),
+            attempts: 0,
+        }
     }
 }
 

@@ -29,6 +29,7 @@ impl Engine {
         {
             metrics.known_service(name);
         }
+        self.inner.tracer.set_metrics(metrics.clone());
         let _ = self.inner.metrics.set(metrics);
     }
 

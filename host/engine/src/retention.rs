@@ -1,5 +1,6 @@
 //! Built-in retention (datastore.md §4): deleting contacts, finished messages, resource usage
-//! records and dead letters older than configured ages, so operators need no cron job of hand-written DELETEs.
+//! records, dead letters and message trace steps older than configured ages, so operators need no
+//! cron job of hand-written DELETEs.
 //!
 //! Off unless asked: every age defaults to "keep forever". A pass deletes in bounded batches,
 //! pausing between them, so a large first pass neither holds long locks on MySQL nor starves
@@ -30,6 +31,8 @@ pub struct RetentionConfig {
     pub resource_usage: Option<Duration>,
     /// Dead letters, by the time the message died (or last died).
     pub dead_letters: Option<Duration>,
+    /// Message trace steps (`fleetgate_message_trace`), by the time of the step.
+    pub traces: Option<Duration>,
 }
 
 impl RetentionConfig {
@@ -41,13 +44,24 @@ impl RetentionConfig {
             messages: age(messages),
             resource_usage: age(resource_usage),
             dead_letters: None,
+            traces: None,
         }
     }
 
-    /// The same, keeping dead letters for `age` (zero: forever).
-    pub fn with_dead_letters(mut self, age: Duration) -> Self {
-        self.dead_letters = (!age.is_zero()).then_some(age);
-        self
+    /// With trace steps kept for `traces` (zero: forever).
+    pub fn with_traces(self, traces: Duration) -> Self {
+        Self {
+            traces: (!traces.is_zero()).then_some(traces),
+            ..self
+        }
+    }
+
+    /// With dead letters kept for `age` (zero: forever).
+    pub fn with_dead_letters(self, age: Duration) -> Self {
+        Self {
+            dead_letters: (!age.is_zero()).then_some(age),
+            ..self
+        }
     }
 
     pub fn is_off(&self) -> bool {
@@ -55,6 +69,7 @@ impl RetentionConfig {
             && self.messages.is_none()
             && self.resource_usage.is_none()
             && self.dead_letters.is_none()
+            && self.traces.is_none()
     }
 }
 
@@ -65,6 +80,7 @@ pub struct Pruned {
     pub messages: u64,
     pub resource_usage: u64,
     pub dead_letters: u64,
+    pub traces: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -73,6 +89,7 @@ enum Table {
     Messages,
     ResourceUsage,
     DeadLetters,
+    Traces,
 }
 
 impl Table {
@@ -82,6 +99,7 @@ impl Table {
             Table::Messages => "messages",
             Table::ResourceUsage => "client_resource_usage_records",
             Table::DeadLetters => "fleetgate_dead_letters",
+            Table::Traces => "fleetgate_message_trace",
         }
     }
 }
@@ -135,6 +153,9 @@ impl Engine {
                 .prune_table(Table::DeadLetters, now, age, shutdown)
                 .await?;
         }
+        if let Some(age) = config.traces {
+            p.traces = self.prune_table(Table::Traces, now, age, shutdown).await?;
+        }
         Ok(p)
     }
 
@@ -156,6 +177,7 @@ impl Engine {
                 Table::Messages => store.prune_messages(before, BATCH).await?,
                 Table::ResourceUsage => store.prune_resource_usage(before, BATCH).await?,
                 Table::DeadLetters => store.prune_dead_letters(before, BATCH).await?,
+                Table::Traces => store.prune_trace(before, BATCH).await?,
             };
             total += n;
             if let Some(m) = self.metrics() {

@@ -31,6 +31,8 @@ use crate::Engine;
 use crate::ingest::apply_outcome;
 use crate::lifecycle::Settled;
 use crate::service::{Outcome, ServiceError};
+use crate::trace::StepKind;
+use fleetgate_types::message::destination_service;
 
 /// Annotation key marking a message whose routing failed; the backlog routes it again.
 pub const UNROUTED: &str = "fleetgate.unrouted";
@@ -48,6 +50,11 @@ pub struct Routed {
 pub trait Router: Send + Sync + 'static {
     /// The copies `message` becomes; empty drops it. Any error keeps the message pending.
     async fn route(&self, message: &Message) -> Result<Vec<Routed>, ServiceError>;
+
+    /// The router's version for the message trace (a component's digest); `None` by default.
+    fn version(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Engine {
@@ -75,6 +82,9 @@ impl Engine {
         match router.route(&m).await {
             Ok(copies) if copies.is_empty() => {
                 tracing::debug!(id, "router dropped the message");
+                self.trace_routed(&router, &m, || {
+                    "dropped: stored processed, no service called".into()
+                });
                 apply_outcome(&mut m, Outcome::Processed, self.inner.clock.now());
                 vec![Settled::Keep {
                     message: m,
@@ -82,15 +92,20 @@ impl Engine {
                 }]
             }
             Ok(copies) => {
-                let copies = copies
+                let copies: Vec<Message> = copies
                     .into_iter()
                     .enumerate()
                     .map(|(i, r)| copy(&m, i, r))
-                    .map(|c| self.process_copy(c));
-                join_all(copies).await
+                    .collect();
+                self.trace_copies(&router, &m, &copies);
+                join_all(copies.into_iter().map(|c| self.process_copy(c))).await
             }
             Err(e) => {
                 tracing::warn!(id, error = %e, "router failed; the message waits for the backlog");
+                self.trace_message(&m, || StepKind::Retried {
+                    service: destination_service(&m).to_owned(),
+                    reason: format!("router: {e}"),
+                });
                 mark_unrouted(&mut m);
                 // Never dead-lettered, whatever the service's policy: a bad router must not
                 // lose messages.
@@ -107,6 +122,39 @@ impl Engine {
         }
     }
 
+    fn trace_routed(&self, router: &Arc<dyn Router>, m: &Message, to: impl FnOnce() -> String) {
+        self.trace_message(m, || StepKind::Routed {
+            to: to(),
+            router: router.version(),
+        });
+    }
+
+    /// The original's step names every copy; each copy made under a new ID gets its own.
+    fn trace_copies(&self, router: &Arc<dyn Router>, m: &Message, copies: &[Message]) {
+        if !self.is_tracing() {
+            return;
+        }
+        let to = |c: &Message| match c.destination.as_ref() {
+            Some(d) if !d.client_id.is_empty() => format!("client {}", hex::encode(&d.client_id)),
+            Some(d) => format!("service {}", d.service_name),
+            None => "nowhere".into(),
+        };
+        let list: Vec<String> = copies
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match i {
+                0 => to(c),
+                _ => format!("{} as copy {}", to(c), hex::encode(&c.message_id)),
+            })
+            .collect();
+        self.trace_routed(router, m, || format!("to {}", list.join(", ")));
+        for (i, c) in copies.iter().enumerate().skip(1) {
+            self.trace_routed(router, c, || {
+                format!("copy {i} of {} to {}", hex::encode(&m.message_id), to(c))
+            });
+        }
+    }
+
     async fn process_copy(&self, c: Message) -> Settled {
         let dest = c.destination.as_ref();
         let invalid = match dest {
@@ -116,7 +164,14 @@ impl Engine {
             Some(_) => None,
         };
         match invalid {
-            Some(why) => self.settle(c, Outcome::Failed(why.into()), 1, None),
+            Some(why) => {
+                self.trace_message(&c, || StepKind::Failed {
+                    service: "router".into(),
+                    version: None,
+                    error: why.into(),
+                });
+                self.settle(c, Outcome::Failed(why.into()), 1, None)
+            }
             None => self.process_fresh(c).await,
         }
     }

@@ -28,8 +28,9 @@ pub trait Service: Send + Sync + 'static {
     /// Processes one message. Called concurrently, up to the service's `max_parallelism`.
     async fn process(&self, message: &Message) -> Result<(), ServiceError>;
 
-    /// What version of the service processes messages (a component's digest), recorded with
-    /// the messages it fails; `None` for built-in services.
+    /// What version of the service processed a message (a plugin's component digest): named
+    /// in the message trace and in the dead letters of the messages it fails. `None` for
+    /// services without one (the default).
     fn version(&self) -> Option<String> {
         None
     }

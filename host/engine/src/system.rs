@@ -16,6 +16,7 @@ use fleetgate_types::{ClientId, Clock, MessageId};
 
 use crate::cache::ClientCache;
 use crate::service::{Service, ServiceError};
+use crate::trace::{StepKind, TraceStep, Tracer};
 
 pub const NAME: &str = "system";
 
@@ -23,6 +24,8 @@ pub struct SystemService {
     store: Arc<dyn Store>,
     cache: Arc<ClientCache>,
     clock: Arc<dyn Clock>,
+    /// Where `acknowledged` and client-reported `failed` steps go; `None` traces nothing.
+    tracer: Option<Arc<Tracer>>,
 }
 
 impl SystemService {
@@ -31,6 +34,25 @@ impl SystemService {
             store,
             cache,
             clock,
+            tracer: None,
+        }
+    }
+
+    /// Records acknowledgements and client-reported errors in the message trace.
+    pub fn with_tracer(self, tracer: Arc<Tracer>) -> Self {
+        Self {
+            tracer: Some(tracer),
+            ..self
+        }
+    }
+
+    fn trace(&self, message_id: MessageId, kind: impl FnOnce() -> StepKind) {
+        if let Some(t) = self.tracer.as_ref().filter(|t| t.is_enabled()) {
+            t.record(TraceStep {
+                message_id,
+                time: self.clock.now(),
+                kind: kind(),
+            });
         }
     }
 }
@@ -107,7 +129,11 @@ impl SystemService {
         self.store
             .set_message_results(&results)
             .await
-            .map_err(temporary)
+            .map_err(temporary)?;
+        for (_, id, _) in &results {
+            self.trace(*id, || StepKind::Acknowledged { client });
+        }
+        Ok(())
     }
 
     async fn error(&self, client: ClientId, data: MessageErrorData) -> Result<(), ServiceError> {
@@ -132,7 +158,12 @@ impl SystemService {
         self.store
             .set_message_result(Some(client), id, &result)
             .await
-            .map_err(temporary)
+            .map_err(temporary)?;
+        self.trace(id, || StepKind::ClientError {
+            client,
+            error: data.error.clone(),
+        });
+        Ok(())
     }
 
     async fn client_info(

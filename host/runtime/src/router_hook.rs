@@ -48,6 +48,10 @@ impl Router for ComponentRouter {
             })
             .collect())
     }
+
+    fn version(&self) -> Option<String> {
+        Some(self.digest().to_owned())
+    }
 }
 
 /// `clients.info` answered from the engine's client cache and store. Last contact is not

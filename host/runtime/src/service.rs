@@ -164,6 +164,6 @@ impl Service for ComponentService {
     }
 
     fn version(&self) -> Option<String> {
-        Some(format!("sha256:{}", self.digest))
+        Some(self.digest.clone())
     }
 }

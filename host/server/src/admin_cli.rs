@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_client::FleetgateAdminClient;
 use fleetgate_pb::fleetgate::admin::v1::{
     InsertMessagesRequest, ListPluginsRequest, PurgePendingMessagesRequest, ReloadPluginsRequest,
+    TraceMessageRequest,
 };
 use fleetgate_pb::fleetspeak::server::admin_client::AdminClient;
 use fleetgate_pb::fleetspeak::server::*;
@@ -251,6 +252,19 @@ pub async fn run(a: AdminArgs) -> Result<String> {
             } else {
                 format!("Purged {n} pending messages.")
             })
+        }
+        AdminCommand::Trace { message_id } => {
+            let id = MessageId::from_hex(&message_id)
+                .map_err(|e| anyhow!("message ID {message_id:?}: {e}"))?;
+            let steps = ext
+                .trace_message(TraceMessageRequest {
+                    message_id: id.to_vec(),
+                })
+                .await
+                .map_err(|s| anyhow!("TraceMessage failed: {}", s.message()))?
+                .into_inner()
+                .steps;
+            Ok(fmt::trace(&id.to_hex(), &steps, json))
         }
         AdminCommand::Plugins(PluginsCommand::List) => {
             let r = ext.list_plugins(ListPluginsRequest {}).await?.into_inner();

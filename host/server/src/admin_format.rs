@@ -326,6 +326,70 @@ pub fn reload(r: &fleetgate_pb::fleetgate::admin::v1::ReloadPluginsResponse, jso
     format!("{head}\n{}", plugins(&r.plugins, false))
 }
 
+/// `15:04:05.000000 2006.01.02` in UTC: the original CLI's layout to the microsecond, since a
+/// message's steps often fall in one millisecond.
+fn time_us(ts: Option<&Timestamp>) -> String {
+    let Some(ts) = ts else { return "-".into() };
+    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:02}:{:02}:{:02}.{:06} {:04}.{:02}.{:02}",
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond(),
+            t.year(),
+            u8::from(t.month()),
+            t.day()
+        ),
+        Err(_) => "-".into(),
+    }
+}
+
+/// `admin trace`: one line per step, oldest first; JSON has RFC 3339 times.
+pub fn trace(
+    id: &str,
+    steps: &[fleetgate_pb::fleetgate::admin::v1::TraceStep],
+    json: bool,
+) -> String {
+    if json {
+        return pretty(json!({
+            "message_id": id,
+            "steps": steps.iter().map(|s| json!({
+                "time": s.time.as_ref().map(ToString::to_string),
+                "server": s.server,
+                "step": s.step,
+                "detail": s.detail,
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    if steps.is_empty() {
+        return format!(
+            "No trace recorded for message {id} (it was stored while tracing was off, or its steps were pruned)."
+        );
+    }
+    let width = steps
+        .iter()
+        .map(|s| s.server.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let mut out = format!(
+        "{:<26} {:<width$} {:<13} {}",
+        "Time:", "Server:", "Step:", "Detail:"
+    );
+    for s in steps {
+        out += &format!(
+            "\n{:<26} {:<width$} {:<13} {}",
+            time_us(s.time.as_ref()),
+            s.server,
+            s.step,
+            s.detail
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,7 +50,7 @@ pub enum Command {
     /// Run a single-machine server, nothing prepared (certificates, SQLite, client config)
     Quickstart(QuickstartArgs),
     /// Run from Fleetspeak's configuration files (drop-in for fleetspeak-server)
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Write certificates and the server and client configs (as fleetspeak-config)
     Config(ConfigArgs),
     /// Call the admin API: everything fleetspeak-admin does, and Fleetgate's extensions
@@ -242,6 +242,32 @@ pub struct ServerArgs {
         help_heading = "Retention"
     )]
     pub retention_dead_letters: Option<String>,
+    /// Delete message trace steps older than this (0: keep forever)
+    #[arg(
+        long = "retention_traces",
+        value_name = "DURATION",
+        help_heading = "Retention"
+    )]
+    pub retention_traces: Option<String>,
+    /// Record each message's steps for `fleetgate admin trace` [default: true]
+    #[arg(
+        long = "trace_messages",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = go_bool,
+        help_heading = "Message trace"
+    )]
+    pub trace_messages: Option<bool>,
+    /// This server's name in message traces [default: the notification public address, else
+    /// HOST:PORT of the client (or admin) listener]
+    #[arg(
+        long = "server_name",
+        value_name = "NAME",
+        help_heading = "Message trace"
+    )]
+    pub server_name: Option<String>,
     #[command(flatten)]
     pub admin_lock: AdminLock,
     /// File holding the shared secret every notification between servers must carry (off by
@@ -513,6 +539,19 @@ pub enum AdminCommand {
     /// Messages whose life ended without success: list, show, replay, purge
     #[command(name = "deadletters", subcommand, subcommand_value_name = "COMMAND")]
     DeadLetters(DeadLettersCommand),
+    /// Every step of a message's life, with its time and the server that took it
+    ///
+    /// Steps: stored, routed, leased, pushed, acknowledged, processed, failed, retried,
+    /// dead_lettered, expired, replayed. The
+    /// trace lives in the shared database, so any server of an installation shows every
+    /// server's steps.
+    #[command(after_help = "Examples:
+  fleetgate admin trace 5f1d...(64 hex digits)
+  fleetgate admin trace 5f1d... --json")]
+    Trace {
+        /// 64 hex digits, as `insert` printed it
+        message_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -893,6 +932,29 @@ mod tests {
         assert!(!q.polling && q.running.watch_plugins);
         assert_eq!(q.state_dir, PathBuf::from("b"));
         assert!(parse(&["quickstart", "--polling=yes"]).is_err());
+    }
+
+    #[test]
+    fn trace_flags_unset_bare_and_go_style() {
+        let server = |args: &[&str]| {
+            let mut all = vec!["server"];
+            all.extend_from_slice(args);
+            match parse(&all).unwrap().command {
+                Command::Server(s) => s,
+                _ => panic!("not server"),
+            }
+        };
+        assert_eq!(server(&[]).trace_messages, None, "unset: the file decides");
+        assert_eq!(server(&["-trace_messages"]).trace_messages, Some(true));
+        assert_eq!(
+            server(&["-trace_messages=false"]).trace_messages,
+            Some(false)
+        );
+        assert_eq!(server(&["--trace_messages=0"]).trace_messages, Some(false));
+        let s = server(&["-server_name", "fe-1", "-retention_traces=720h"]);
+        assert_eq!(s.server_name.as_deref(), Some("fe-1"));
+        assert_eq!(s.retention_traces.as_deref(), Some("720h"));
+        assert!(parse(&["server", "--trace_messages=maybe"]).is_err());
     }
 
     #[test]

@@ -177,6 +177,7 @@ pub async fn execute(command: Command, shutdown: CancellationToken) -> Result<()
                 origin: loaded.origin,
                 admin_lock: loaded.admin_lock,
                 notification_secret: loaded.notification_secret,
+                trace: trace(&s, loaded.trace)?,
             };
             run(settings, shutdown).await
         }
@@ -222,6 +223,7 @@ fn retention(
         Some(v) => fleetgate_config::duration::parse_go_duration(v)
             .map_err(|e| anyhow!("invalid value {v:?} for flag -{name}: {e}")),
     };
+    let traces = age("retention_traces", &s.retention_traces, file.traces)?;
     Ok(fleetgate_engine::retention::RetentionConfig::from_ages(
         age("retention_contacts", &s.retention_contacts, file.contacts)?,
         age("retention_messages", &s.retention_messages, file.messages)?,
@@ -235,7 +237,20 @@ fn retention(
         "retention_dead_letters",
         &s.retention_dead_letters,
         file.dead_letters,
-    )?))
+    )?)
+    .with_traces(traces))
+}
+
+/// The file's `[trace]`, overridden by `--trace_messages` and `--server_name`.
+fn trace(s: &ServerArgs, file: fleetgate_config::toml::Trace) -> Result<crate::run::TraceSettings> {
+    if let Some(name) = &s.server_name {
+        fleetgate_config::toml::check_server_name(name)
+            .map_err(|e| anyhow!("invalid value {name:?} for flag -server_name: {e}"))?;
+    }
+    Ok(crate::run::TraceSettings {
+        enabled: s.trace_messages.or(file.enabled).unwrap_or(true),
+        server_name: s.server_name.clone().or(file.server_name),
+    })
 }
 
 /// `-v=N` maps onto tracing levels (0 info, 1 debug, 2+ trace); `RUST_LOG` overrides.

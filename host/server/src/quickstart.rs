@@ -154,6 +154,7 @@ pub async fn quickstart(opts: Options, shutdown: CancellationToken) -> Result<()
         },
         admin_lock: None,
         notification_secret: None,
+        trace: Default::default(),
     };
     run(settings, shutdown).await
 }

@@ -41,6 +41,56 @@ pub struct RunSettings {
     pub admin_lock: Option<fleetgate_config::admin_lock::AdminLockSettings>,
     /// The shared secret of notifications between servers; `None`: off, as in Go.
     pub notification_secret: Option<String>,
+    /// The message trace: on or off, and this server's name in it.
+    pub trace: TraceSettings,
+}
+
+/// The message trace's settings.
+#[derive(Debug, Clone)]
+pub struct TraceSettings {
+    pub enabled: bool,
+    /// `None`: named after its addresses (see [`server_name`]).
+    pub server_name: Option<String>,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            server_name: None,
+        }
+    }
+}
+
+/// How long the trace writer may take to write what is queued when the server stops.
+const TRACE_DRAIN: Duration = Duration::from_secs(5);
+
+/// This server's name in message traces, distinct for every server of an installation even when
+/// several run on one host: the address other servers notify it at (notification public
+/// address, else the bound notification address), else this host's name with the port of its
+/// client listener, else of its admin listener.
+pub(crate) fn server_name(
+    streaming_to: &str,
+    https: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
+) -> String {
+    if !streaming_to.is_empty() && streaming_to != fleetgate_engine::notifier::LOCAL {
+        return streaming_to.to_owned();
+    }
+    let host = hostname();
+    match https.or(admin) {
+        Some(a) => format!("{host}:{}", a.port()),
+        None => host,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "fleetgate".into())
 }
 
 /// Addresses actually bound.
@@ -111,10 +161,36 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         fleetgate_notify::Plan::from_config(c, settings.notification_secret.as_deref())
             .await
             .with_context(|| origin.place(Field::NotificationListen))?;
+    // Bound before the engine too: their ports name this server in message traces.
+    let https_listener = match &c.https_config {
+        Some(https) => Some(bind(&https.listen_address, origin, Field::HttpsListen).await?),
+        None => None,
+    };
+    let admin_listener = match &c.admin_config {
+        Some(admin) => Some(bind(&admin.listen_address, origin, Field::AdminListen).await?),
+        None => None,
+    };
+    let server_name = settings.trace.server_name.clone().unwrap_or_else(|| {
+        server_name(
+            &notifications.streaming_to,
+            https_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
+        )
+    });
+    tracing::info!(
+        server_name,
+        enabled = settings.trace.enabled,
+        "message trace"
+    );
     let engine = Engine::new(
         EngineConfig {
             required_label,
             streaming_to: notifications.streaming_to.clone(),
+            server_name,
+            trace: fleetgate_engine::trace::TraceConfig {
+                enabled: settings.trace.enabled,
+                ..Default::default()
+            },
             broadcast_poll_time: settings
                 .services
                 .broadcast_poll_time
@@ -160,8 +236,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
             stopped_early("notification listener", &token)
         });
     }
-    if let (Some(https), Some(config)) = (&c.https_config, frontend) {
-        let listener = bind(&https.listen_address, origin, Field::HttpsListen).await?;
+    if let (Some(listener), Some(config)) = (https_listener, frontend) {
         bound.https = listener.local_addr().ok();
         let (engine, token) = (telemetry.handler(&engine), shutdown.clone());
         tasks.spawn(async move {
@@ -188,8 +263,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
             stopped_early("locked admin API", &token)
         });
     }
-    if let Some(admin) = &c.admin_config {
-        let listener = bind(&admin.listen_address, origin, Field::AdminListen).await?;
+    if let Some(listener) = admin_listener {
         bound.admin = listener.local_addr().ok();
         let (engine, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -222,6 +296,12 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
             Ok(())
         });
     }
+    // Its own token: it stops after every other task, so their last steps are written.
+    let trace_stop = CancellationToken::new();
+    let trace_writer = {
+        let (engine, token) = (engine.clone(), trace_stop.clone());
+        tokio::spawn(async move { engine.run_trace_writer(token).await })
+    };
     telemetry.spawn_engine_tasks(&engine, settings.retention, &mut tasks, &shutdown);
     (bound.stats, bound.health) = (telemetry.stats, telemetry.health);
     telemetry.readiness.set_listeners_bound();
@@ -257,6 +337,15 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
     }
     // Hands back broadcast allocations with their final counts, so other servers can use them.
     engine.stop_broadcasts().await;
+    trace_stop.cancel();
+    if tokio::time::timeout(TRACE_DRAIN, trace_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the message trace writer did not finish within {TRACE_DRAIN:?}; its last steps are lost"
+        );
+    }
     store.close().await.ok();
     telemetry.stop().await;
     tracing::info!("stopped");
@@ -413,6 +502,24 @@ fn expiry(services: &ServerConfig) -> fleetgate_engine::Expiry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Servers on one host differ by port; a server other servers notify is named by that
+    /// address.
+    #[test]
+    fn server_names_come_from_addresses() {
+        let at = |port| Some(SocketAddr::from(([127, 0, 0, 1], port)));
+        let host = hostname();
+        assert_eq!(
+            server_name("10.0.0.5:10000", at(4443), at(4444)),
+            "10.0.0.5:10000"
+        );
+        assert_eq!(
+            server_name("local", at(4443), at(4444)),
+            format!("{host}:4443")
+        );
+        assert_eq!(server_name("local", None, at(4444)), format!("{host}:4444"));
+        assert_eq!(server_name("", None, None), host);
+    }
 
     /// Every task runs until shutdown: one that fails, panics or just returns before it is a
     /// death, reported with its error; after shutdown nothing is.

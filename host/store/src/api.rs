@@ -385,6 +385,34 @@ pub trait MaintenanceStore: Send + Sync {
     async fn prune_resource_usage(&self, before: SystemTime, limit: usize) -> Result<u64>;
 }
 
+/// One step in the life of a message, as the trace keeps it (Fleetgate's own table
+/// `fleetgate_message_trace`; Go servers neither read nor write it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceRecord {
+    pub message_id: MessageId,
+    /// When the step was taken; kept to the microsecond.
+    pub time: SystemTime,
+    /// The name of the server that took it.
+    pub server: String,
+    /// A short word: `stored`, `routed`, `leased`, `pushed`, `acknowledged`, ….
+    pub step: String,
+    /// Free text: which contact, which service and digest, which error.
+    pub detail: String,
+}
+
+/// The message trace: steps are written in batches and read per message. Kept apart from the
+/// other traits: nothing of Fleetspeak's depends on it, and losing a batch loses no message.
+#[async_trait]
+pub trait TraceStore: Send + Sync {
+    /// Records the steps in one transaction.
+    async fn record_trace(&self, steps: &[TraceRecord]) -> Result<()>;
+    /// Every recorded step of `id`, oldest first (steps of one time in the order written).
+    async fn message_trace(&self, id: MessageId) -> Result<Vec<TraceRecord>>;
+    /// Deletes at most `limit` steps taken before `before`; returns how many (as the prunes of
+    /// [`MaintenanceStore`]: repeat until that is less than `limit`).
+    async fn prune_trace(&self, before: SystemTime, limit: usize) -> Result<u64>;
+}
+
 /// Everything a server needs from persistent state.
 #[async_trait]
 pub trait Store:
@@ -394,6 +422,7 @@ pub trait Store:
     + FileStore
     + MaintenanceStore
     + LifecycleStore
+    + TraceStore
     + Send
     + Sync
     + 'static

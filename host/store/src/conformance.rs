@@ -17,6 +17,7 @@ pub mod purge;
 pub mod redelivery;
 pub mod resources;
 pub mod retention;
+pub mod trace;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +52,7 @@ pub fn cases() -> Vec<Case> {
         files::cases(),
         retention::cases(),
         dead_letters::cases(),
+        trace::cases(),
     ]
     .into_iter()
     .flatten()

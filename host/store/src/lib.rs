@@ -18,6 +18,7 @@
 //! * `maintenance`: pending-queue counts and retention pruning in bounded batches.
 //! * `dead_letters`: where a message's life ends without success, replay, expiry candidates,
 //!   per-service back-off, the oldest pending message per service.
+//! * `trace`: the message trace (Fleetgate's own table), written in batches, read per message.
 //! * `conformance` (feature `conformance` or tests): the datastore conformance suite, run against
 //!   every backend by `tests/sqlite.rs` and `tests/mysql.rs`.
 //!
@@ -39,6 +40,7 @@ mod maintenance;
 mod messages;
 mod migrations;
 mod store;
+mod trace;
 
 pub use api::*;
 pub use error::StoreError;

@@ -93,6 +93,8 @@ struct Families {
     dead_letters: Family<Counter>,
     expired: Family<Counter>,
     oldest_pending: Family<Gauge>,
+    trace_written: Family<Counter>,
+    trace_dropped: Family<Counter>,
 }
 
 fn counter(
@@ -230,10 +232,24 @@ impl Default for Families {
                  (client or server); 0 once none is pending. Refreshed with fleetgate_pending_messages.",
                 &["service", "destination"],
             ),
+            trace_written: counter(
+                "fleetgate_trace_steps_written_total",
+                "Message trace steps written to the store.",
+                &[],
+            ),
+            trace_dropped: counter(
+                "fleetgate_trace_steps_dropped_total",
+                "Message trace steps lost, by reason: queue_full (never waited for) or store_error.",
+                &["reason"],
+            ),
         };
         f.build_info.get(&[env!("CARGO_PKG_VERSION")]).set(1);
         f.streams_active.get(&[]).set(0);
         f.redelivered.get(&[]).inc_by(0);
+        f.trace_written.get(&[]).inc_by(0);
+        for reason in ["queue_full", "store_error"] {
+            f.trace_dropped.get(&[reason]).inc_by(0);
+        }
         f
     }
 }
@@ -390,6 +406,16 @@ impl Metrics {
         self.inner.retention_deleted.get(&[table]).inc_by(n);
     }
 
+    /// Trace steps one batch wrote.
+    pub fn trace_steps_written(&self, n: u64) {
+        self.inner.trace_written.get(&[]).inc_by(n);
+    }
+
+    /// Trace steps lost; `reason` is `queue_full` or `store_error`.
+    pub fn trace_steps_dropped(&self, reason: &'static str, n: u64) {
+        self.inner.trace_dropped.get(&[reason]).inc_by(n);
+    }
+
     fn by_service_type(&self, f: &Family<Counter>, service: &str, message_type: &str, n: u64) {
         let service = self.inner.services.value(service);
         let message_type = self.inner.types.value(message_type);
@@ -427,6 +453,8 @@ impl Metrics {
         i.retention_deleted.encode(&mut out);
         i.plugin_reloads.encode(&mut out);
         i.admin_refused.encode(&mut out);
+        i.trace_written.encode(&mut out);
+        i.trace_dropped.encode(&mut out);
         out
     }
 }

@@ -15,7 +15,7 @@ use fleetgate_store::{
     AllocationInfo, BroadcastInfo, BroadcastStore, ClientData, ClientStore, ContactRecord,
     DeadLetter, DeadLetterInfo, DeadLetterQuery, FileStore, LeasedMessage, LifecycleStore,
     MaintenanceStore, MessageStore, OldestPending, PendingCounts, Replayed, Result, Store,
-    StoreError,
+    StoreError, TraceRecord, TraceStore,
 };
 use fleetgate_types::pb::fleetspeak::server::{
     Broadcast, Client, ClientContact, ClientResourceUsageRecord,
@@ -128,6 +128,12 @@ timed!(LifecycleStore {
     fn expiring_client_messages(&self, service: Option<&str>, except: &[String], created_before: SystemTime, limit: usize) -> Vec<Message>;
     fn reschedule_server_messages(&self, due: &[(MessageId, SystemTime)]) -> ();
     fn oldest_pending(&self) -> Vec<OldestPending>;
+});
+
+timed!(TraceStore {
+    fn record_trace(&self, steps: &[TraceRecord]) -> ();
+    fn message_trace(&self, id: MessageId) -> Vec<TraceRecord>;
+    fn prune_trace(&self, before: SystemTime, limit: usize) -> u64;
 });
 
 timed!(Store {

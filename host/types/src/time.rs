@@ -95,6 +95,10 @@ pub fn from_unix_nanos(n: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(n.max(0) as u64)
 }
 
+pub fn from_unix_micros(n: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(n.max(0) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

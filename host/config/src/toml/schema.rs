@@ -20,6 +20,7 @@ pub(super) struct FileToml {
     pub(super) retention: Option<RetentionToml>,
     pub(super) router: Option<WasmToml>,
     pub(super) expiry: Option<ExpiryToml>,
+    pub(super) trace: Option<TraceToml>,
     #[serde(default)]
     pub(super) services: Vec<Spanned<ServiceToml>>,
 }
@@ -46,11 +47,19 @@ pub(super) struct RetryToml {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct TraceToml {
+    pub(super) enabled: Option<bool>,
+    pub(super) server_name: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RetentionToml {
     pub(super) contacts: Option<Spanned<String>>,
     pub(super) messages: Option<Spanned<String>>,
     pub(super) resource_usage: Option<Spanned<String>>,
     pub(super) dead_letters: Option<Spanned<String>>,
+    pub(super) traces: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -269,8 +269,11 @@ fn retention_ages() {
             messages: Duration::ZERO,
             resource_usage: Duration::ZERO,
             dead_letters: Duration::from_secs(3600),
+            traces: Duration::ZERO,
         }
     );
+    let s = parse_str("[retention]\ntraces = \"72h\"\n").expect("valid");
+    assert_eq!(s.retention.traces, Duration::from_secs(72 * 3600));
     let e = toml_error(parse_str("[retention]\nmessages = \"30d\"\n"));
     assert_eq!(e.line, 2);
     assert_eq!(e.key.as_deref(), Some("retention.messages"));
@@ -331,4 +334,28 @@ fn retry_policies_and_expiry() {
         let e = toml_error(parse_str(text));
         assert_eq!((e.line, e.key.as_deref()), (line, Some(key)), "{text}: {e}");
     }
+}
+
+#[test]
+fn trace_table() {
+    let s = parse_str("").expect("valid");
+    assert_eq!(s.trace, super::Trace::default());
+    let s = parse_str("[trace]\nenabled = false\nserver_name = \"fe-1\"\n").expect("valid");
+    assert_eq!(
+        s.trace,
+        super::Trace {
+            enabled: Some(false),
+            server_name: Some("fe-1".into()),
+        }
+    );
+    let e = toml_error(parse_str("[trace]\nserver_name = \" \"\n"));
+    assert_eq!((e.line, e.key.as_deref()), (2, Some("trace.server_name")));
+    assert!(e.message.contains("must not be empty"), "{}", e.message);
+    let e = toml_error(parse_str(&format!(
+        "[trace]\nserver_name = \"{}\"\n",
+        "x".repeat(300)
+    )));
+    assert!(e.message.contains("at most 255 bytes"), "{}", e.message);
+    let e = toml_error(parse_str("[trace]\nenable = true\n"));
+    assert_eq!(e.key.as_deref(), Some("trace.enable"));
 }

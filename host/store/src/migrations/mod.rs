@@ -1,4 +1,5 @@
-//! The schema, one migration per table, in Fleetspeak's creation order (foreign keys need it).
+//! The schema, one migration per table, in Fleetspeak's creation order (foreign keys need it),
+//! then Fleetgate's own tables (`fleetgate_*`), which Go servers never touch.
 //!
 //! On MySQL/MariaDB each statement is the Go server's own `CREATE TABLE IF NOT EXISTS`, so the
 //! schema is identical and setting it up over a database a Go server created is a no-op. On SQLite
@@ -21,6 +22,7 @@ mod m0010_broadcast_allocations;
 mod m0011_broadcast_sent;
 mod m0012_files;
 mod m0013_dead_letters;
+mod m0014_message_trace;
 
 pub(crate) struct Migrator;
 
@@ -41,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_broadcast_sent::Migration),
             Box::new(m0012_files::Migration),
             Box::new(m0013_dead_letters::Migration),
+            Box::new(m0014_message_trace::Migration),
         ]
     }
 }
