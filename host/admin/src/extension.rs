@@ -134,12 +134,8 @@ impl FleetgateAdmin for ExtensionService {
         req: Request<TraceMessageRequest>,
     ) -> Reply<TraceMessageResponse> {
         let raw = req.into_inner().message_id;
-        let id = MessageId::from_bytes(&raw).map_err(|e| {
-            invalid(format!(
-                "message ID {:?} is not a message ID: {e}",
-                hex::encode(&raw)
-            ))
-        })?;
+        let id = MessageId::from_bytes(&raw)
+            .map_err(|e| invalid(format!("{e} (given {})", hex::encode(&raw))))?;
         let store = self.engine.store();
         let steps = store
             .message_trace(id)

@@ -289,3 +289,89 @@ async fn plugin_list_and_reload() {
     );
     h.stop().await;
 }
+
+/// `TraceMessage`: a malformed ID is INVALID_ARGUMENT and an unknown one NOT_FOUND, each naming
+/// the ID; a stored message answers its steps, oldest first, with the server's name; a stored
+/// message without steps answers none.
+#[tokio::test]
+async fn trace_message_answers_steps_and_names_bad_ids() {
+    let h = Harness::start().await;
+    let mut ext = h.ext.clone();
+    let e = ext
+        .trace_message(TraceMessageRequest {
+            message_id: vec![0xab; 5],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("(given ababababab)"),
+        "{}",
+        e.message()
+    );
+    let unknown = MessageId::random();
+    let e = ext
+        .trace_message(TraceMessageRequest {
+            message_id: unknown.to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().contains(&unknown.to_hex()), "{}", e.message());
+
+    // Steps written by any server are read back from the shared store.
+    let a = h.enrol(&[]).await;
+    let ids = ext
+        .insert_messages(InsertMessagesRequest {
+            messages: vec![to_client(a.id, "svc")],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .message_ids;
+    let id = MessageId::from_bytes(&ids[0]).unwrap();
+    let at = |s| UNIX_EPOCH + Duration::from_secs(s);
+    let step = |t, server: &str, step: &str| fleetgate_store::TraceRecord {
+        message_id: id,
+        time: at(t),
+        server: server.into(),
+        step: step.into(),
+        detail: format!("{step} on {server}"),
+    };
+    h.store
+        .record_trace(&[step(20, "fe-1", "pushed"), step(10, "admin-1", "stored")])
+        .await
+        .unwrap();
+    let steps = ext
+        .trace_message(TraceMessageRequest {
+            message_id: id.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .steps;
+    let got: Vec<(&str, &str, i64)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s.server.as_str(),
+                s.step.as_str(),
+                s.time.as_ref().unwrap().seconds,
+            )
+        })
+        .collect();
+    assert_eq!(got, [("admin-1", "stored", 10), ("fe-1", "pushed", 20)]);
+    assert_eq!(steps[1].detail, "pushed on fe-1");
+
+    // A stored message whose steps are gone (pruned, or stored with tracing off): no steps.
+    h.store.prune_trace(at(100), 10).await.unwrap();
+    let steps = ext
+        .trace_message(TraceMessageRequest {
+            message_id: id.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .steps;
+    assert!(steps.is_empty(), "{steps:?}");
+}
