@@ -53,7 +53,12 @@ fn letters(server: &Server, extra: &[&str]) -> HashMap<String, Value> {
     v.as_array()
         .expect("a JSON array")
         .iter()
-        .map(|l| (l["message_id"].as_str().unwrap_or_default().to_owned(), l.clone()))
+        .map(|l| {
+            (
+                l["message_id"].as_str().unwrap_or_default().to_owned(),
+                l.clone(),
+            )
+        })
         .collect()
 }
 
@@ -62,7 +67,11 @@ fn letters(server: &Server, extra: &[&str]) -> HashMap<String, Value> {
 fn services_config(grr: SocketAddr, down: SocketAddr) -> String {
     let plain = grr::grpc_services_config(&[(GRR, grr)]);
     let down = grr::grpc_services_config(&[(DOWN, down)]);
-    let down = down.trim_end().strip_suffix('}').expect("a services block").to_owned()
+    let down = down
+        .trim_end()
+        .strip_suffix('}')
+        .expect("a services block")
+        .to_owned()
         + "  retry_policy {\n    max_attempts: 2\n    initial_backoff { seconds: 1 }\n    backoff_multiplier: 1\n  }\n}\n";
     format!("{plain}{down}")
 }
@@ -82,13 +91,22 @@ async fn refused_and_undeliverable_messages_end_in_dead_letters_and_replay_once(
         ..Default::default()
     })
     .await;
-    let connector =
-        GrrConnector::start(&server.root().join("grr"), GRR, grr_addr, server.admin_addr()).await;
+    let connector = GrrConnector::start(
+        &server.root().join("grr"),
+        GRR,
+        grr_addr,
+        server.admin_addr(),
+    )
+    .await;
     let client = GoClient::start(
         &server,
         ClientOptions {
             services: vec![GRR.into()],
-            program: grr::sender(&[(GRR, "Raise", 2), (GRR, "GrrMessage", 1), (DOWN, "GrrMessage", 2)]),
+            program: grr::sender(&[
+                (GRR, "Raise", 2),
+                (GRR, "GrrMessage", 1),
+                (DOWN, "GrrMessage", 2),
+            ]),
             ..Default::default()
         },
     )
@@ -132,11 +150,17 @@ async fn refused_and_undeliverable_messages_end_in_dead_letters_and_replay_once(
         assert_eq!(l["reason"], "permanent", "{l}");
         assert_eq!(l["attempts"], 1, "{l}");
         assert!(
-            l["last_error"].as_str().unwrap_or_default().contains("Unknown"),
+            l["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Unknown"),
             "{l}"
         );
         assert!(
-            l["plugin"].as_str().unwrap_or_default().starts_with("sha256:"),
+            l["plugin"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("sha256:"),
             "the forwarder component's digest: {l}"
         );
     }
@@ -172,7 +196,11 @@ async fn refused_and_undeliverable_messages_end_in_dead_letters_and_replay_once(
     let out = admin(&server, &["deadletters", "replay", &hex(&raise[0]), "00ff"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a message ID"));
-    assert_eq!(letters(&server, &[]).len(), 4, "a refused replay changed the dead letters");
+    assert_eq!(
+        letters(&server, &[]).len(),
+        4,
+        "a refused replay changed the dead letters"
+    );
 
     // Fix the Processor, bring the other one up, replay: by service, and by IDs.
     connector.fix().await.expect("fixing the Processor");
@@ -184,28 +212,45 @@ async fn refused_and_undeliverable_messages_end_in_dead_letters_and_replay_once(
     )
     .await;
     let replayed = ok_json(
-        admin(&server, &["--json", "deadletters", "replay", "--service", GRR]),
+        admin(
+            &server,
+            &["--json", "deadletters", "replay", "--service", GRR],
+        ),
         "deadletters replay --service",
     );
-    assert_eq!(replayed["replayed"].as_array().map(Vec::len), Some(2), "{replayed}");
+    assert_eq!(
+        replayed["replayed"].as_array().map(Vec::len),
+        Some(2),
+        "{replayed}"
+    );
     ok_json(
         admin(
             &server,
-            &["--json", "deadletters", "replay", &hex(&down[0]), &hex(&down[1])],
+            &[
+                "--json",
+                "deadletters",
+                "replay",
+                &hex(&down[0]),
+                &hex(&down[1]),
+            ],
         ),
         "deadletters replay IDs",
     );
     // Each replayed message reaches its Processor, and finishes processed.
-    eventually(Duration::from_secs(60), "the replayed messages processed", || async {
-        for m in raise.iter().chain(&down) {
-            let st = admin_api.message_status(m).await?;
-            match st.result {
-                Some(r) if !r.failed => {}
-                other => bail!("{} not processed yet: {other:?}", hex(m)),
+    eventually(
+        Duration::from_secs(60),
+        "the replayed messages processed",
+        || async {
+            for m in raise.iter().chain(&down) {
+                let st = admin_api.message_status(m).await?;
+                match st.result {
+                    Some(r) if !r.failed => {}
+                    other => bail!("{} not processed yet: {other:?}", hex(m)),
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .await;
     // Replaying again is refused: the message is processed once.
     let out = admin(&server, &["deadletters", "replay", &hex(&raise[0])]);
@@ -226,10 +271,18 @@ async fn refused_and_undeliverable_messages_end_in_dead_letters_and_replay_once(
         assert_eq!(ok, 1, "{} processed {ok} times after the fix", hex(m));
     }
     for m in &down {
-        let n = down_connector.received().iter().filter(|p| &p.id == m).count();
+        let n = down_connector
+            .received()
+            .iter()
+            .filter(|p| &p.id == m)
+            .count();
         assert_eq!(n, 1, "{} reached the Down Processor {n} times", hex(m));
     }
-    assert_eq!(letters(&server, &[]).len(), 0, "dead letters left after the replay");
+    assert_eq!(
+        letters(&server, &[]).len(),
+        0,
+        "dead letters left after the replay"
+    );
     let all = letters(&server, &["--replayed"]);
     assert_eq!(all.len(), 4);
     assert!(all.values().all(|l| l["replays"] == 1), "{all:?}");
@@ -288,7 +341,10 @@ async fn a_message_for_a_client_that_never_connects_expires() {
     .await;
     assert_eq!(l["reason"], "expired", "{l}");
     assert_eq!(l["client_id"], hex::encode(&id), "{l}");
-    let st = admin_api.message_status(&mid).await.expect("GetMessageStatus");
+    let st = admin_api
+        .message_status(&mid)
+        .await
+        .expect("GetMessageStatus");
     assert!(st.result.is_some_and(|r| r.failed));
 }
 
@@ -377,18 +433,25 @@ async fn a_trapping_plugin_then_a_fixed_one_and_replay() {
         String::from_utf8_lossy(&out.stderr)
     );
     ok_json(
-        admin(&server, &["--json", "deadletters", "replay", "--service", "Tag"]),
+        admin(
+            &server,
+            &["--json", "deadletters", "replay", "--service", "Tag"],
+        ),
         "deadletters replay",
     );
-    eventually(Duration::from_secs(30), "the fixed plugin to process both", || async {
-        let tagged: Vec<String> = std::fs::read_dir(p.tags())?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        for m in &trapped {
-            ensure!(tagged.contains(m), "{m} not processed yet: {tagged:?}");
-        }
-        Ok(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the fixed plugin to process both",
+        || async {
+            let tagged: Vec<String> = std::fs::read_dir(p.tags())?
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            for m in &trapped {
+                ensure!(tagged.contains(m), "{m} not processed yet: {tagged:?}");
+            }
+            Ok(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let dups: Vec<String> = std::fs::read_dir(p.tags())

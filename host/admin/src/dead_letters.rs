@@ -25,8 +25,10 @@ fn message_id(raw: &[u8], what: &str) -> Result<MessageId, Status> {
 }
 
 fn since(ts: Option<&prost_types::Timestamp>) -> Result<Option<std::time::SystemTime>, Status> {
-    ts.map(|t| from_timestamp(t).ok_or_else(|| invalid(format!("since: {t:?} is not a valid time"))))
-        .transpose()
+    ts.map(|t| {
+        from_timestamp(t).ok_or_else(|| invalid(format!("since: {t:?} is not a valid time")))
+    })
+    .transpose()
 }
 
 fn non_empty(s: String) -> Option<String> {
@@ -112,9 +114,7 @@ pub(crate) async fn replay(
             .collect()
     } else {
         if !r.service.is_empty() || r.since.is_some() {
-            return Err(invalid(
-                "give message_ids or service/since, not both",
-            ));
+            return Err(invalid("give message_ids or service/since, not both"));
         }
         r.message_ids
             .iter()

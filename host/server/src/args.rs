@@ -511,11 +511,7 @@ pub enum AdminCommand {
     #[command(subcommand, subcommand_value_name = "COMMAND")]
     Plugins(PluginsCommand),
     /// Messages whose life ended without success: list, show, replay, purge
-    #[command(
-        name = "deadletters",
-        subcommand,
-        subcommand_value_name = "COMMAND"
-    )]
+    #[command(name = "deadletters", subcommand, subcommand_value_name = "COMMAND")]
     DeadLetters(DeadLettersCommand),
 }
 
@@ -575,7 +571,12 @@ message is processed once. If one named message is not dead, nothing is replayed
   fleetgate admin deadletters purge --all")]
     Purge {
         /// Letters of this service
-        #[arg(long, value_name = "SERVICE", required_unless_present = "all", conflicts_with = "all")]
+        #[arg(
+            long,
+            value_name = "SERVICE",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
         service: Option<String>,
         /// Only letters that died within this Go duration
         #[arg(long, value_name = "DURATION")]

@@ -10,6 +10,7 @@ pub mod broadcasts;
 pub mod clients;
 pub mod concurrency;
 pub mod dead_letters;
+pub mod deployments;
 pub mod files;
 pub mod leases;
 pub mod messages;
@@ -51,6 +52,7 @@ pub fn cases() -> Vec<Case> {
         files::cases(),
         retention::cases(),
         dead_letters::cases(),
+        deployments::cases(),
     ]
     .into_iter()
     .flatten()

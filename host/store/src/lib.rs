@@ -18,6 +18,8 @@
 //! * `maintenance`: pending-queue counts and retention pruning in bounded batches.
 //! * `dead_letters`: where a message's life ends without success, replay, expiry candidates,
 //!   per-service back-off, the oldest pending message per service.
+//! * `deployments`: plugin rollout — components by digest, deployments and their states, what
+//!   each server serves.
 //! * `conformance` (feature `conformance` or tests): the datastore conformance suite, run against
 //!   every backend by `tests/sqlite.rs` and `tests/mysql.rs`.
 //!
@@ -33,6 +35,7 @@ mod clients;
 pub mod conformance;
 mod db;
 mod dead_letters;
+mod deployments;
 mod error;
 mod files;
 mod maintenance;

@@ -21,6 +21,8 @@ mod m0010_broadcast_allocations;
 mod m0011_broadcast_sent;
 mod m0012_files;
 mod m0013_dead_letters;
+// m0014 is the message trace's.
+mod m0015_deployments;
 
 pub(crate) struct Migrator;
 
@@ -41,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_broadcast_sent::Migration),
             Box::new(m0012_files::Migration),
             Box::new(m0013_dead_letters::Migration),
+            Box::new(m0015_deployments::Migration),
         ]
     }
 }
