@@ -44,6 +44,11 @@ pub const RPCS: &[(&str, bool)] = &[
     ("GetDeadLetter", false),
     ("ReplayDeadLetters", true),
     ("PurgeDeadLetters", true),
+    ("DeployPlugin", true),
+    ("PromotePlugin", true),
+    ("RollbackPlugin", true),
+    ("PluginRolloutStatus", false),
+    ("PluginHistory", false),
 ];
 
 /// The services whose paths the gate knows; any other path is an unknown RPC.

@@ -144,6 +144,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         clock,
     )?);
     let plugins = Arc::new(plugins);
+    let rollout_plugins = plugins.clone();
     engine.set_notifier(notifications.notifier.clone());
     telemetry.attach(&engine);
     telemetry.count_notifications(notifications.stats.clone());
@@ -219,6 +220,16 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         let (engine, token) = (engine.clone(), shutdown.clone());
         tasks.spawn(async move {
             engine.run_broadcasts(token).await;
+            Ok(())
+        });
+    }
+    {
+        // Plugin deployments from the shared store, under this server's name.
+        let name = crate::rollout::server_name(bound.https.or(bound.admin).or(bound.admin_tls));
+        let rollout = crate::rollout::Rollout::new(engine.clone(), rollout_plugins, name);
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            rollout.run(token).await;
             Ok(())
         });
     }
