@@ -507,7 +507,7 @@ pub enum AdminCommand {
         #[arg(long = "older_than", value_name = "DURATION")]
         older_than: Option<String>,
     },
-    /// The server's plugins: list them, or reload them
+    /// The server's plugins: list, reload, and roll out new versions fleet-wide
     #[command(subcommand, subcommand_value_name = "COMMAND")]
     Plugins(PluginsCommand),
     /// Messages whose life ended without success: list, show, replay, purge
@@ -689,8 +689,11 @@ always gets the same version. Follow with `plugins status`, then `promote` or `r
         #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
     },
-    /// Stable and candidate version, state, selection, what each server serves since when, and
-    /// both versions' calls, errors, traps and p50/p99
+    /// Stable and candidate versions, selection, what each server serves, both versions' stats
+    ///
+    /// Per service: the stable and the candidate version (digest), the state, the canary's
+    /// selection, per server which versions it serves and since when, and both versions' calls,
+    /// errors, traps, permanent errors and p50/p99 (over the canary's window).
     #[command(after_help = "Examples:
   fleetgate admin plugins status
   fleetgate admin plugins status Tag --json")]

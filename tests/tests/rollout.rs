@@ -1,0 +1,435 @@
+//! Plugin rollout with the real binary, the real Go client and the `tag-a` / `tag-b` test
+//! components on the single node (SQLite): a canary at 50 % splits the clients by the stable
+//! hash of their ID (each client's messages all processed by one version, the one the hash
+//! picks), promotion moves everyone to the candidate, and every message is processed exactly
+//! once; a candidate that traps, deployed with `--auto-rollback`, is rolled back by itself and
+//! the stable version processes every message once; bad deploys are refused and change nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure};
+use fleetgate_tests::env::fleetgate_bin;
+use fleetgate_tests::tag_plugins::{TagPlugins, build, digest};
+use fleetgate_tests::{ClientOptions, GoClient, Server, ServerOptions, checks, eventually, grr};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The client-side daemon service that sends the messages.
+const SENDER: &str = "Sender";
+
+fn admin(server: &Server, args: &[&str]) -> Output {
+    std::process::Command::new(fleetgate_bin())
+        .args(["admin", "--admin_addr", &server.admin_addr().to_string()])
+        .args(args)
+        .env_remove("FLEETGATE_ADMIN")
+        .output()
+        .expect("running fleetgate admin")
+}
+
+fn ok_text(out: Output, what: &str) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn refused(out: Output, what: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} was accepted: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn status(server: &Server) -> Value {
+    let text = ok_text(
+        admin(server, &["plugins", "status", "Tag", "--json"]),
+        "status",
+    );
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v[0].clone()
+}
+
+/// Waits until every server record of `Tag` serves `stable` with `candidate` (empty: none).
+async fn wait_serving(server: &Server, stable: &str, candidate: &str) -> Duration {
+    let start = Instant::now();
+    eventually(
+        Duration::from_secs(20),
+        "the servers to converge",
+        || async {
+            let s = status(server);
+            let servers = s["servers"].as_array().cloned().unwrap_or_default();
+            ensure!(!servers.is_empty(), "no server reports: {s}");
+            for v in &servers {
+                ensure!(
+                    v["stable_digest"] == stable && v["candidate_digest"] == candidate,
+                    "{v}"
+                );
+            }
+            Ok(())
+        },
+    )
+    .await;
+    start.elapsed()
+}
+
+/// Tag files by name: `<id>` holds the tag of the build that processed message `<id>`.
+fn tag_files(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read_dir(dir)
+        .expect("tags dir")
+        .map(|e| {
+            let e = e.expect("dir entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(e.path()).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// The services config: `Tag` running `wasm` from `p`, retried after 1 s when it fails
+/// temporarily.
+fn write_config(p: &TagPlugins) {
+    std::fs::write(
+        p.config(),
+        format!(
+            r#"services {{
+  name: "Tag"
+  factory: "WASM"
+  config {{
+    [type.googleapis.com/fleetgate.plugin.v1.WasmConfig] {{
+      path: "{}"
+      config: "/tags"
+      preopens {{ host_path: "{}" guest_path: "/tags" }}
+    }}
+  }}
+  retry_policy {{ initial_backoff {{ seconds: 1 }} backoff_multiplier: 1 }}
+}}
+"#,
+            p.live().display(),
+            p.tags().display()
+        ),
+    )
+    .expect("services config");
+}
+
+async fn start(p: &TagPlugins) -> Server {
+    write_config(p);
+    Server::start(ServerOptions {
+        extra_args: vec!["--services_config".into(), p.config().display().to_string()],
+        ..Default::default()
+    })
+    .await
+}
+
+/// A Go client whose daemon sends `count` messages of `message_type` to `Tag` at start.
+async fn sender(server: &Server, message_type: &str, count: usize) -> GoClient {
+    GoClient::start(
+        server,
+        ClientOptions {
+            services: vec![SENDER.into()],
+            program: grr::sender(&[("Tag", message_type, count)]),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The server-side IDs (hex) of what `client` sent, once it sent `count`.
+async fn sent_ids(client: &GoClient, count: usize) -> (Vec<u8>, Vec<String>) {
+    let id = client.client_id().await;
+    let sent = eventually(Duration::from_secs(60), "the daemon to send", || async {
+        client.check_running()?;
+        let s = grr::sent(client, SENDER);
+        ensure!(s.len() == count, "{} of {count} sent", s.len());
+        Ok(s)
+    })
+    .await;
+    let ids = sent
+        .iter()
+        .map(|s| hex::encode(checks::client_message_id(&id, SENDER, &s.source_message_id)))
+        .collect();
+    (id, ids)
+}
+
+/// Whether the canary of deployment `deployment` at `share` % picks `client` (the rule the
+/// servers use, restated).
+fn picked(client: &[u8], deployment: u64, share: u64) -> bool {
+    let mut h = Sha256::new();
+    h.update(client);
+    h.update(deployment.to_be_bytes());
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(first) % 100 < share
+}
+
+/// Waits until every one of `ids` has a tag file, then checks none is processed twice and
+/// returns each one's tag.
+async fn processed_once(p: &TagPlugins, ids: &[String]) -> BTreeMap<String, String> {
+    eventually(
+        Duration::from_secs(60),
+        "every message processed",
+        || async {
+            let files = tag_files(&p.tags());
+            let missing: Vec<&String> = ids.iter().filter(|i| !files.contains_key(*i)).collect();
+            ensure!(
+                missing.is_empty(),
+                "{} of {} not processed",
+                missing.len(),
+                ids.len()
+            );
+            Ok(())
+        },
+    )
+    .await;
+    // Anything processed twice would show within the retry interval.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let files = tag_files(&p.tags());
+    let dups: Vec<&String> = files.keys().filter(|f| f.ends_with(".dup")).collect();
+    assert!(dups.is_empty(), "processed more than once: {dups:?}");
+    ids.iter()
+        .map(|i| (i.clone(), files[i].trim().to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_splits_clients_by_hash_and_promotion_moves_everyone() {
+    let (a, b) = (build("a"), build("b"));
+    let p = TagPlugins::new(&a);
+    let server = start(&p).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b_file = dir.path().join("tag-b.wasm");
+    std::fs::write(&b_file, &b).expect("writing tag-b");
+
+    let out = ok_text(
+        admin(
+            &server,
+            &[
+                "--json",
+                "plugins",
+                "deploy",
+                "Tag",
+                &b_file.display().to_string(),
+                "--share",
+                "50",
+            ],
+        ),
+        "deploy",
+    );
+    let d: Value = serde_json::from_str(&out).expect("deploy JSON");
+    assert_eq!(d["state"], "canary", "{d}");
+    assert_eq!(d["digest"], digest(&b), "{d}");
+    assert_eq!(d["share"], 50, "{d}");
+    let deployment = d["id"].as_u64().expect("deployment id");
+    let took = wait_serving(&server, &digest(&a), &digest(&b)).await;
+    println!("deploy -> serving the canary: {took:?}");
+
+    const CLIENTS: usize = 6;
+    const EACH: usize = 4;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(sender(&server, "m", EACH).await);
+    }
+    let mut all = Vec::new();
+    let mut per_client = Vec::new();
+    for c in &clients {
+        let (id, ids) = sent_ids(c, EACH).await;
+        all.extend(ids.clone());
+        per_client.push((id, ids));
+    }
+    let tags = processed_once(&p, &all).await;
+    let mut on_b = 0;
+    for (id, ids) in &per_client {
+        let want = if picked(id, deployment, 50) { "b" } else { "a" };
+        on_b += usize::from(want == "b");
+        for i in ids {
+            assert_eq!(tags[i], want, "client {} message {i}", hex::encode(id));
+        }
+    }
+    println!("{on_b} of {CLIENTS} clients on the candidate");
+
+    // Status shows both versions and the candidate's calls.
+    let s = status(&server);
+    assert_eq!(s["canary"]["id"], deployment, "{s}");
+    assert_eq!(
+        s["candidate_stats"]["calls"].as_u64(),
+        Some((on_b * EACH) as u64),
+        "{s}"
+    );
+    let text = ok_text(admin(&server, &["plugins", "status"]), "status text");
+    assert!(
+        text.contains(&format!("sha256:{}", digest(&b))) && text.contains("canary, 50%"),
+        "{text}"
+    );
+
+    // Promote: every client, old and new, gets tag-b.
+    ok_text(admin(&server, &["plugins", "promote", "Tag"]), "promote");
+    wait_serving(&server, &digest(&b), "").await;
+    let late = sender(&server, "m", EACH).await;
+    let (_, late_ids) = sent_ids(&late, EACH).await;
+    let tags = processed_once(&p, &late_ids).await;
+    assert!(tags.values().all(|t| t == "b"), "{tags:?}");
+    let files = tag_files(&p.tags());
+    assert_eq!(files.len(), all.len() + late_ids.len(), "{files:?}");
+
+    // A reload of the services file keeps the promoted deployment on top.
+    ok_text(admin(&server, &["plugins", "reload"]), "reload");
+    let again = sender(&server, "m", 2).await;
+    let (_, again_ids) = sent_ids(&again, 2).await;
+    let tags = processed_once(&p, &again_ids).await;
+    assert!(tags.values().all(|t| t == "b"), "after a reload: {tags:?}");
+
+    let history = ok_text(admin(&server, &["plugins", "history", "Tag"]), "history");
+    assert!(history.contains("promoted"), "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_canary_rolls_back_by_itself_and_the_stable_version_processes_everything() {
+    let a = build("a");
+    let trap = std::fs::read(
+        fleetgate_tests::env::workspace_root()
+            .join("plugins/target/wasm32-wasip2/release/test_trap.wasm"),
+    )
+    .expect("the trap test plugin (cd plugins && cargo build --release --target wasm32-wasip2)");
+    let p = TagPlugins::new(&a);
+    let server = start(&p).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trap_file = dir.path().join("trap.wasm");
+    std::fs::write(&trap_file, &trap).expect("writing trap");
+    ok_text(
+        admin(
+            &server,
+            &[
+                "plugins",
+                "deploy",
+                "Tag",
+                &trap_file.display().to_string(),
+                "--share",
+                "50",
+                "--auto-rollback",
+                "--min-calls",
+                "3",
+            ],
+        ),
+        "deploy",
+    );
+    wait_serving(&server, &digest(&a), &digest(&trap)).await;
+
+    // Every message traps on the candidate, so all must end processed by tag-a.
+    // Eight clients at 50 %: the candidate gets none with probability 1/256.
+    const CLIENTS: usize = 8;
+    const EACH: usize = 3;
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        clients.push(sender(&server, "trap", EACH).await);
+    }
+    let first = Instant::now();
+    let mut all = Vec::new();
+    for c in &clients {
+        all.extend(sent_ids(c, EACH).await.1);
+    }
+    let rolled = eventually(
+        Duration::from_secs(60),
+        "the automatic rollback",
+        || async {
+            let s = status(&server);
+            let latest = &s["latest"];
+            if latest["state"] != "rolled_back" {
+                bail!("still {}: {s}", latest["state"]);
+            }
+            Ok(latest.clone())
+        },
+    )
+    .await;
+    println!("sent -> rolled back: {:?}", first.elapsed());
+    let reason = rolled["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("automatic rollback"), "{rolled}");
+    wait_serving(&server, &digest(&a), "").await;
+    let tags = processed_once(&p, &all).await;
+    assert!(
+        tags.values().all(|t| t == "a"),
+        "a message was processed by something else than the stable version: {tags:?}"
+    );
+    let text = ok_text(admin(&server, &["plugins", "status", "Tag"]), "status");
+    assert!(text.contains("rolled_back: automatic rollback"), "{text}");
+}
+
+#[tokio::test]
+async fn bad_deploys_are_refused_naming_what_is_wrong_and_change_nothing() {
+    let (a, b) = (build("a"), build("b"));
+    let p = TagPlugins::new(&a);
+    let server = start(&p).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).expect("writing a component");
+        path.display().to_string()
+    };
+    let release =
+        fleetgate_tests::env::workspace_root().join("plugins/target/wasm32-wasip2/release");
+    let read = |name: &str| std::fs::read(release.join(name)).expect("a built plugin");
+    let b_file = file("tag-b.wasm", &b);
+    let garbage = file("garbage.wasm", b"this is not a component");
+    let router = file("router.wasm", &read("router_example.wasm"));
+    let echo = file("echo.wasm", &read("echo.wasm"));
+
+    let deploy = |args: &[&str]| {
+        let mut all = vec!["plugins", "deploy"];
+        all.extend_from_slice(args);
+        admin(&server, &all)
+    };
+    let e = refused(deploy(&["Tag", &garbage]), "garbage");
+    assert!(e.contains("not a usable component"), "{e}");
+    let e = refused(deploy(&["Tag", &router]), "a router");
+    assert!(e.contains("`router` world, not `service`"), "{e}");
+    let e = refused(deploy(&["Tag", &echo]), "echo without messaging");
+    assert!(
+        e.contains("does not grant") && e.contains("messaging"),
+        "{e}"
+    );
+    let e = refused(deploy(&["Tag", &b_file, "--share", "101"]), "share 101");
+    assert!(e.contains("0-100"), "{e}");
+    let e = refused(deploy(&["Nope", &b_file]), "unknown service");
+    assert!(e.contains("unknown service \"Nope\""), "{e}");
+    let e = refused(
+        deploy(&["Tag", &b_file, "--share", "5", "--labels", "x"]),
+        "share and labels",
+    );
+    assert!(e.contains("--share") || e.contains("--labels"), "{e}");
+    let e = refused(
+        admin(&server, &["plugins", "promote", "Tag"]),
+        "promote nothing",
+    );
+    assert!(e.contains("no deployment in canary"), "{e}");
+    let history = ok_text(admin(&server, &["plugins", "history", "Tag"]), "history");
+    assert!(history.contains("No deployments of Tag."), "{history}");
+
+    ok_text(
+        deploy(&["Tag", &b_file, "--labels", "client:canary"]),
+        "deploy",
+    );
+    let e = refused(deploy(&["Tag", &b_file]), "a second canary");
+    assert!(e.contains("already has deployment"), "{e}");
+    ok_text(admin(&server, &["plugins", "rollback", "Tag"]), "rollback");
+    let e = refused(
+        admin(&server, &["plugins", "rollback", "Tag"]),
+        "rollback twice",
+    );
+    assert!(e.contains("no deployment in canary"), "{e}");
+    let v: Value = serde_json::from_str(&ok_text(
+        admin(&server, &["plugins", "history", "Tag", "--json"]),
+        "history",
+    ))
+    .expect("history JSON");
+    let v = v.as_array().expect("an array");
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["state"], "rolled_back");
+    assert_eq!(v[0]["labels"][0], "client:canary");
+    assert_eq!(v[0]["reason"], "rolled back by an operator");
+}
