@@ -433,3 +433,263 @@ async fn bad_deploys_are_refused_naming_what_is_wrong_and_change_nothing() {
     assert_eq!(v[0]["labels"][0], "client:canary");
     assert_eq!(v[0]["reason"], "rolled back by an operator");
 }
+
+/// The services config of the fleet: `TestService` (what the clients' echo daemons answer to)
+/// running `p`'s component, retried after 1 s when it fails temporarily.
+fn fleet_services(p: &TagPlugins) -> String {
+    format!(
+        r#"services {{
+  name: "TestService"
+  factory: "WASM"
+  config {{
+    [type.googleapis.com/fleetgate.plugin.v1.WasmConfig] {{
+      path: "{}"
+      config: "/tags"
+      preopens {{ host_path: "{}" guest_path: "/tags" }}
+    }}
+  }}
+  retry_policy {{ initial_backoff {{ seconds: 1 }} backoff_multiplier: 1 }}
+}}
+"#,
+        p.live().display(),
+        p.tags().display()
+    )
+}
+
+fn fleet_admin(addr: std::net::SocketAddr, args: &[&str]) -> Output {
+    std::process::Command::new(fleetgate_bin())
+        .args(["admin", "--admin_addr", &addr.to_string()])
+        .args(args)
+        .env_remove("FLEETGATE_ADMIN")
+        .output()
+        .expect("running fleetgate admin")
+}
+
+fn fleet_status(addr: std::net::SocketAddr) -> Value {
+    let text = ok_text(
+        fleet_admin(addr, &["plugins", "status", "TestService", "--json"]),
+        "status",
+    );
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v[0].clone()
+}
+
+/// Waits until `servers` servers report serving `stable` with `candidate`; returns how long.
+async fn fleet_serving(
+    addr: std::net::SocketAddr,
+    servers: usize,
+    stable: &str,
+    candidate: &str,
+) -> Duration {
+    let start = Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "every server to converge",
+        || async {
+            let s = fleet_status(addr);
+            let v = s["servers"].as_array().cloned().unwrap_or_default();
+            ensure!(
+                v.len() == servers,
+                "{} of {servers} servers report: {s}",
+                v.len()
+            );
+            for r in &v {
+                ensure!(
+                    r["stable_digest"] == stable && r["candidate_digest"] == candidate,
+                    "{r}"
+                );
+            }
+            Ok(())
+        },
+    )
+    .await;
+    start.elapsed()
+}
+
+/// Echo requests to every client; returns (client, server-side ID of its reply) pairs.
+async fn echo_round(
+    admin: &fleetgate_tests::Admin,
+    clients: &[Vec<u8>],
+    each: usize,
+) -> Vec<(Vec<u8>, String)> {
+    let mut out = Vec::new();
+    for c in clients {
+        for _ in 0..each {
+            let id = admin
+                .insert(c, fleetgate_tests::client::TEST_SERVICE, "echo", b"x")
+                .await
+                .expect("InsertMessage");
+            let reply = checks::client_message_id(c, fleetgate_tests::client::TEST_SERVICE, &id);
+            out.push((c.clone(), hex::encode(reply)));
+        }
+    }
+    out
+}
+
+/// Two frontends behind haproxy and an admin-only server on MariaDB: a canary deployed through
+/// the admin-only server reaches both frontends, splits the clients by hash whichever frontend
+/// they stream to, and promotion moves every server; then a candidate that traps on every
+/// message, with `--auto-rollback`, is rolled back on every server and the stable version
+/// processes every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_two_frontends_and_an_admin_server_every_server_converges() {
+    use fleetgate_tests::fleet::Fleet;
+    use fleetgate_tests::node::Flavor;
+
+    let (a, b) = (build("a"), build("b"));
+    let p = TagPlugins::new(&a);
+    let mut fleet = Fleet::start_with_services(
+        "rollout",
+        Flavor::Fleetgate,
+        &[Flavor::Fleetgate, Flavor::Fleetgate],
+        &fleet_services(&p),
+    )
+    .await;
+    let addr = fleet.admin_addr;
+    const CLIENTS: usize = 6;
+    for i in 0..CLIENTS {
+        fleet.start_client(i % 2);
+    }
+    let mut ids = Vec::new();
+    for c in &fleet.clients {
+        ids.push(c.client_id().await);
+    }
+    let admin = fleet.admin().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b_file = dir.path().join("tag-b.wasm");
+    std::fs::write(&b_file, &b).expect("tag-b");
+
+    let started = Instant::now();
+    let d: Value = serde_json::from_str(&ok_text(
+        fleet_admin(
+            addr,
+            &[
+                "--json",
+                "plugins",
+                "deploy",
+                "TestService",
+                &b_file.display().to_string(),
+                "--share",
+                "50",
+            ],
+        ),
+        "deploy",
+    ))
+    .expect("deploy JSON");
+    let deployment = d["id"].as_u64().expect("id");
+    fleet_serving(addr, 3, &digest(&a), &digest(&b)).await;
+    println!(
+        "deploy -> every server serves the canary: {:?}",
+        started.elapsed()
+    );
+
+    // Wait for the clients to stream, then echo: each reply is processed on the frontend its
+    // client streams to, by the version the client's hash picks.
+    eventually(Duration::from_secs(60), "every client enrolled", || async {
+        let listed = admin.list_clients(&[]).await?;
+        ensure!(listed.len() >= CLIENTS, "{} of {CLIENTS}", listed.len());
+        Ok(())
+    })
+    .await;
+    let sent = echo_round(&admin, &ids, 3).await;
+    let all: Vec<String> = sent.iter().map(|(_, r)| r.clone()).collect();
+    let tags = processed_once(&p, &all).await;
+    for (client, reply) in &sent {
+        let want = if picked(client, deployment, 50) {
+            "b"
+        } else {
+            "a"
+        };
+        assert_eq!(tags[reply], want, "client {}", hex::encode(client));
+    }
+
+    let started = Instant::now();
+    ok_text(
+        fleet_admin(addr, &["plugins", "promote", "TestService"]),
+        "promote",
+    );
+    fleet_serving(addr, 3, &digest(&b), "").await;
+    println!("promote -> every server serves it: {:?}", started.elapsed());
+    let after = echo_round(&admin, &ids, 2).await;
+    let after_ids: Vec<String> = after.iter().map(|(_, r)| r.clone()).collect();
+    let tags = processed_once(&p, &after_ids).await;
+    assert!(tags.values().all(|t| t == "b"), "{tags:?}");
+
+    // A candidate that traps on every message, over the promoted tag-b.
+    let bomb = std::fs::read(
+        fleetgate_tests::env::workspace_root()
+            .join("plugins/target/wasm32-wasip2/release/test_memory_bomb.wasm"),
+    )
+    .expect("the memory-bomb test plugin");
+    let bomb_file = dir.path().join("bomb.wasm");
+    std::fs::write(&bomb_file, &bomb).expect("bomb");
+    // At 50 %, redeployed (a new ID, a new split) until the hash picks at least one client.
+    for attempt in 0.. {
+        let d: Value = serde_json::from_str(&ok_text(
+            fleet_admin(
+                addr,
+                &[
+                    "--json",
+                    "plugins",
+                    "deploy",
+                    "TestService",
+                    &bomb_file.display().to_string(),
+                    "--share",
+                    "50",
+                    "--auto-rollback",
+                    "--min-calls",
+                    "2",
+                ],
+            ),
+            "deploy the bomb",
+        ))
+        .expect("deploy JSON");
+        let id = d["id"].as_u64().expect("id");
+        if ids.iter().any(|c| picked(c, id, 50)) {
+            break;
+        }
+        assert!(attempt < 5, "no split picks a client");
+        ok_text(
+            fleet_admin(addr, &["plugins", "rollback", "TestService"]),
+            "rollback",
+        );
+    }
+    fleet_serving(addr, 3, &digest(&b), &digest(&bomb)).await;
+    let started = Instant::now();
+    let bombed = echo_round(&admin, &ids, 3).await;
+    let rolled = eventually(
+        Duration::from_secs(60),
+        "the automatic rollback",
+        || async {
+            let s = fleet_status(addr);
+            if s["latest"]["state"] != "rolled_back" {
+                bail!("still {}", s["latest"]["state"]);
+            }
+            Ok(s["latest"].clone())
+        },
+    )
+    .await;
+    assert!(
+        rolled["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("automatic rollback")),
+        "{rolled}"
+    );
+    fleet_serving(addr, 3, &digest(&b), "").await;
+    println!(
+        "first echo -> rolled back on every server: {:?}",
+        started.elapsed()
+    );
+    let bombed_ids: Vec<String> = bombed.iter().map(|(_, r)| r.clone()).collect();
+    let tags = processed_once(&p, &bombed_ids).await;
+    assert!(
+        tags.values().all(|t| t == "b"),
+        "processed by something else than the stable version: {tags:?}"
+    );
+    let files = tag_files(&p.tags());
+    assert_eq!(
+        files.len(),
+        all.len() + after_ids.len() + bombed_ids.len(),
+        "every message once"
+    );
+}

@@ -61,7 +61,7 @@ mod wasm_config;
 
 pub use canary::Canary;
 pub use caps::Capability;
-pub use check::{CheckReport, check, check_bytes};
+pub use check::{CheckReport, check, check_bytes, check_on};
 pub use error::{CallError, RuntimeError};
 pub use factory::{BuiltService, Factory, WasmConfig, WasmPreopen, WasmUpstream, wasm_spec_bytes};
 pub use generation::{Generation, Generations, Overlay, ReloadError, ReloadReport};

@@ -124,8 +124,9 @@ pub async fn check_deployment(
             }
         ));
     };
-    let report = fleetgate_runtime::check_bytes("the component", wasm)
-        .map_err(|e| format!("not a usable component: {e}"))?;
+    let report =
+        fleetgate_runtime::check_on(generations.factory().runtime(), "the component", wasm)
+            .map_err(|e| format!("not a usable component: {e}"))?;
     if report.world != "service" {
         return Err(format!(
             "the component is of the `{}` world, not `service`: it cannot run as service {service:?}",

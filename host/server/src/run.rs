@@ -227,6 +227,11 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         // Plugin deployments from the shared store, under this server's name.
         let name = crate::rollout::server_name(bound.https.or(bound.admin).or(bound.admin_tls));
         let rollout = crate::rollout::Rollout::new(engine.clone(), rollout_plugins, name);
+        // Before the server says it is ready, so a restarted server never serves the file's
+        // version of a service a deployment overrides.
+        if let Err(e) = rollout.poll().await {
+            tracing::warn!("plugin deployments: {e}");
+        }
         let token = shutdown.clone();
         tasks.spawn(async move {
             rollout.run(token).await;
