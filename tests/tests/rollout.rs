@@ -360,6 +360,53 @@ async fn a_trapping_canary_rolls_back_by_itself_and_the_stable_version_processes
     assert!(text.contains("rolled_back: automatic rollback"), "{text}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_by_labels_takes_only_the_labelled_clients() {
+    let (a, b) = (build("a"), build("b"));
+    let p = TagPlugins::new(&a);
+    let server = start(&p).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b_file = dir.path().join("tag-b.wasm");
+    std::fs::write(&b_file, &b).expect("writing tag-b");
+    ok_text(
+        admin(
+            &server,
+            &[
+                "plugins",
+                "deploy",
+                "Tag",
+                &b_file.display().to_string(),
+                "--labels",
+                "client:canary",
+            ],
+        ),
+        "deploy",
+    );
+    wait_serving(&server, &digest(&a), &digest(&b)).await;
+    let labelled = |label: bool| {
+        GoClient::start(
+            &server,
+            ClientOptions {
+                services: vec![SENDER.into()],
+                program: grr::sender(&[("Tag", "m", 3)]),
+                labels: if label { vec!["canary".into()] } else { vec![] },
+                ..Default::default()
+            },
+        )
+    };
+    let (yes, no) = (labelled(true).await, labelled(false).await);
+    let (_, yes_ids) = sent_ids(&yes, 3).await;
+    let (_, no_ids) = sent_ids(&no, 3).await;
+    let all: Vec<String> = yes_ids.iter().chain(&no_ids).cloned().collect();
+    let tags = processed_once(&p, &all).await;
+    for i in &yes_ids {
+        assert_eq!(tags[i], "b", "a labelled client's message");
+    }
+    for i in &no_ids {
+        assert_eq!(tags[i], "a", "an unlabelled client's message");
+    }
+}
+
 #[tokio::test]
 async fn bad_deploys_are_refused_naming_what_is_wrong_and_change_nothing() {
     let (a, b) = (build("a"), build("b"));
@@ -577,10 +624,10 @@ async fn on_two_frontends_and_an_admin_server_every_server_converges() {
     ))
     .expect("deploy JSON");
     let deployment = d["id"].as_u64().expect("id");
-    fleet_serving(addr, 3, &digest(&a), &digest(&b)).await;
+    let rpc = started.elapsed();
+    let converged = fleet_serving(addr, 3, &digest(&a), &digest(&b)).await;
     println!(
-        "deploy -> every server serves the canary: {:?}",
-        started.elapsed()
+        "deploy: the CLI (check, compile, store) {rpc:?}, then every server serves the canary {converged:?} later"
     );
 
     // Wait for the clients to stream, then echo: each reply is processed on the frontend its
