@@ -740,3 +740,65 @@ async fn on_two_frontends_and_an_admin_server_every_server_converges() {
         "every message once"
     );
 }
+
+/// A shadow run of tag-b over tag-a: every message is processed by tag-a exactly once, tag-b
+/// sees copies without its side effects (no preopened directory, so it cannot write its tag
+/// files) and `status` reports that its outcomes differ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_run_reports_differences_and_changes_nothing_for_clients() {
+    let (a, b) = (build("a"), build("b"));
+    let p = TagPlugins::new(&a);
+    let server = start(&p).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b_file = dir.path().join("tag-b.wasm");
+    std::fs::write(&b_file, &b).expect("writing tag-b");
+    ok_text(
+        admin(
+            &server,
+            &[
+                "plugins",
+                "deploy",
+                "Tag",
+                &b_file.display().to_string(),
+                "--shadow",
+                "--share",
+                "100",
+            ],
+        ),
+        "deploy",
+    );
+    wait_serving(&server, &digest(&a), &digest(&b)).await;
+    const EACH: usize = 4;
+    let (one, two) = (
+        sender(&server, "m", EACH).await,
+        sender(&server, "m", EACH).await,
+    );
+    let mut all = sent_ids(&one, EACH).await.1;
+    all.extend(sent_ids(&two, EACH).await.1);
+    let tags = processed_once(&p, &all).await;
+    assert!(tags.values().all(|t| t == "a"), "{tags:?}");
+    assert_eq!(
+        tag_files(&p.tags()).len(),
+        all.len(),
+        "nothing but tag-a's files"
+    );
+    let s = eventually(Duration::from_secs(20), "the shadow's report", || async {
+        let s = status(&server);
+        let copies = s["shadow"]["copies"].as_u64().unwrap_or(0);
+        ensure!(copies == all.len() as u64, "{copies} copies: {s}");
+        Ok(s)
+    })
+    .await;
+    assert_eq!(
+        s["shadow"]["candidate_failed"].as_u64(),
+        Some(all.len() as u64),
+        "{s}"
+    );
+    let diff = s["shadow"]["last_difference"].as_str().unwrap_or_default();
+    assert!(diff.starts_with("stable: ok; candidate: "), "{s}");
+    let text = ok_text(admin(&server, &["plugins", "status", "Tag"]), "status");
+    assert!(
+        text.contains("failed only on the candidate") && text.contains("shadow"),
+        "{text}"
+    );
+}

@@ -114,11 +114,6 @@ pub(crate) async fn deploy(
         ),
         (None, true) => Selection::Share(DEFAULT_SHARE),
     };
-    if r.shadow {
-        return Err(Status::unimplemented(
-            "shadow runs are not supported yet; deploy as a canary",
-        ));
-    }
     let thresholds = thresholds(&r)?;
     if r.wasm.is_empty() {
         return Err(invalid("wasm: the component is empty"));
@@ -238,7 +233,26 @@ fn serving(r: ServingRecord) -> pb::ServerServing {
         stable: version_stats(stats.get("stable")),
         candidate: version_stats(stats.get("candidate")),
         failure: r.failure,
+        shadow: shadow_stats(stats.get("shadow")),
     }
+}
+
+fn shadow_stats(v: Option<&serde_json::Value>) -> Option<pb::ShadowStats> {
+    let v = v.filter(|v| v.is_object())?;
+    let n = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    Some(pb::ShadowStats {
+        copies: n("copies"),
+        agreed: n("agreed"),
+        candidate_failed: n("candidate_failed"),
+        candidate_succeeded: n("candidate_succeeded"),
+        withheld_messages: n("withheld_messages"),
+        withheld_grpc_calls: n("withheld_grpc_calls"),
+        last_difference: v
+            .get("last_difference")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    })
 }
 
 /// Sums the servers' statistics; the percentiles are the worst server's (an upper bound).
@@ -310,6 +324,18 @@ pub(crate) async fn status(
     for s in &mut services {
         s.stable = sum(s.servers.iter().filter_map(|v| v.stable.as_ref()));
         s.candidate = sum(s.servers.iter().filter_map(|v| v.candidate.as_ref()));
+        for sh in s.servers.iter().filter_map(|v| v.shadow.as_ref()) {
+            let o = s.shadow.get_or_insert_with(Default::default);
+            o.copies += sh.copies;
+            o.agreed += sh.agreed;
+            o.candidate_failed += sh.candidate_failed;
+            o.candidate_succeeded += sh.candidate_succeeded;
+            o.withheld_messages += sh.withheld_messages;
+            o.withheld_grpc_calls += sh.withheld_grpc_calls;
+            if !sh.last_difference.is_empty() {
+                o.last_difference = sh.last_difference.clone();
+            }
+        }
     }
     Ok(pb::PluginRolloutStatusResponse { services })
 }

@@ -12,8 +12,14 @@
 //! the reason waits for the rollout loop to record the rollback in the store (so the other
 //! servers follow within one poll). Messages the candidate failed temporarily stay pending and
 //! the backlog retries them, on the stable version.
+//!
+//! A shadow run is a canary that serves no one: every message goes to the stable version, and
+//! the messages the selection picks are also copied to the candidate, after the stable version
+//! answered and without the caller waiting. The candidate runs with its side effects withheld
+//! (see [`crate::Factory::build_shadow`]); [`ShadowStats`] compares the two outcomes.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +29,7 @@ use fleetgate_pb::fleetspeak::{Label, Message};
 use fleetgate_types::ClientId;
 use sha2::{Digest, Sha256};
 
+use crate::host::Withheld;
 use crate::service::{CallKind, ComponentService};
 
 /// A candidate's p99 is compared with the stable version's only above this: below it, call times
@@ -107,6 +114,91 @@ pub fn has_labels(labels: &[Label], wanted: &[String]) -> bool {
             None => l.label == *w,
         })
     })
+}
+
+/// A shadow run's outcomes: the candidate's against the stable version's, for the same copies.
+#[derive(Debug, Default)]
+pub struct ShadowStats {
+    /// The candidate's withheld side effects.
+    pub withheld: Arc<Withheld>,
+    copies: AtomicU64,
+    agreed: AtomicU64,
+    candidate_failed: AtomicU64,
+    candidate_succeeded: AtomicU64,
+    last_difference: Mutex<String>,
+}
+
+/// A point-in-time copy of [`ShadowStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShadowSnapshot {
+    /// Messages copied to the candidate (and finished there).
+    pub copies: u64,
+    /// Copies where both versions ended the same way (both succeeded, or failed alike).
+    pub agreed: u64,
+    /// The stable version succeeded, the candidate did not.
+    pub candidate_failed: u64,
+    /// The stable version failed, the candidate succeeded.
+    pub candidate_succeeded: u64,
+    pub withheld_messages: u64,
+    pub withheld_grpc_calls: u64,
+    /// The latest difference, as `stable: …; candidate: …`.
+    pub last_difference: String,
+}
+
+fn describe(kind: CallKind, r: &Result<(), ServiceError>) -> String {
+    match (kind, r) {
+        (_, Ok(())) => "ok".into(),
+        (CallKind::Trap, Err(e)) => format!("trap ({e})"),
+        (_, Err(e)) => e.to_string(),
+    }
+}
+
+impl ShadowStats {
+    fn compare(
+        &self,
+        stable: (CallKind, &Result<(), ServiceError>),
+        candidate: (CallKind, &Result<(), ServiceError>),
+    ) {
+        self.copies.fetch_add(1, Ordering::Relaxed);
+        if stable.0 == candidate.0 {
+            self.agreed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Both failed, differently: a difference, in neither count.
+        match (stable.1.is_ok(), candidate.1.is_ok()) {
+            (true, false) => {
+                self.candidate_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            (false, true) => {
+                self.candidate_succeeded.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        *self
+            .last_difference
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = format!(
+            "stable: {}; candidate: {}",
+            describe(stable.0, stable.1),
+            describe(candidate.0, candidate.1)
+        );
+    }
+
+    pub fn snapshot(&self) -> ShadowSnapshot {
+        ShadowSnapshot {
+            copies: self.copies.load(Ordering::Relaxed),
+            agreed: self.agreed.load(Ordering::Relaxed),
+            candidate_failed: self.candidate_failed.load(Ordering::Relaxed),
+            candidate_succeeded: self.candidate_succeeded.load(Ordering::Relaxed),
+            withheld_messages: self.withheld.messages.load(Ordering::Relaxed),
+            withheld_grpc_calls: self.withheld.grpc_calls.load(Ordering::Relaxed),
+            last_difference: self
+                .last_difference
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
 }
 
 /// A version's calls over the window.
@@ -237,6 +329,8 @@ pub struct Canary {
     thresholds: Thresholds,
     windows: Mutex<(Window, Window)>,
     tripped: OnceLock<String>,
+    /// Set for a shadow run.
+    shadow: Option<Arc<ShadowStats>>,
 }
 
 impl Canary {
@@ -259,7 +353,19 @@ impl Canary {
             thresholds,
             windows: Mutex::default(),
             tripped: OnceLock::new(),
+            shadow: None,
         }
+    }
+
+    /// Makes it a shadow run (see the module docs).
+    pub fn shadowing(mut self, stats: Arc<ShadowStats>) -> Self {
+        self.shadow = Some(stats);
+        self
+    }
+
+    /// A shadow run's comparison, if it is one.
+    pub fn shadow(&self) -> Option<ShadowSnapshot> {
+        self.shadow.as_ref().map(|s| s.snapshot())
     }
 
     pub fn deployment(&self) -> u64 {
@@ -358,6 +464,23 @@ impl Service for Canary {
         &self,
         message: &Message,
     ) -> (Result<(), ServiceError>, Option<String>) {
+        if let Some(shadow) = &self.shadow {
+            let copy = self.picks_candidate(message).await;
+            let stable = self.stable();
+            let started = Instant::now();
+            let (result, kind) = stable.call(message).await;
+            self.record(false, kind, started.elapsed());
+            if copy {
+                let (candidate, m, shadow) =
+                    (self.candidate.clone(), message.clone(), shadow.clone());
+                let stable_result = result.clone();
+                tokio::spawn(async move {
+                    let (r, k) = candidate.call(&m).await;
+                    shadow.compare((kind, &stable_result), (k, &r));
+                });
+            }
+            return (result, stable.service.version());
+        }
         let candidate = self.picks_candidate(message).await;
         let version = if candidate {
             self.candidate.clone()

@@ -83,6 +83,25 @@ impl Factory {
         ))
     }
 
+    /// [`build_component`](Self::build_component) for a shadow run: messages it sends and gRPC
+    /// calls it makes are counted in `withheld` instead of performed, and it gets no preopened
+    /// directories (writing files would be a side effect).
+    pub async fn build_shadow(
+        &self,
+        service: &str,
+        origin: String,
+        wasm: Vec<u8>,
+        mut config: WasmConfig,
+        withheld: Arc<crate::host::Withheld>,
+    ) -> Result<Arc<ComponentService>, RuntimeError> {
+        config.preopens.clear();
+        let spec = wasm_spec_bytes(service, origin, wasm, config)?;
+        let host = self.host.clone().withholding(withheld);
+        Ok(Arc::new(
+            ComponentService::load(&self.runtime, spec, host).await?,
+        ))
+    }
+
     /// Builds every service, then installs them in order (a later entry with the same name
     /// replaces an earlier one, as in Fleetspeak). Nothing is installed if any fails.
     pub async fn install(

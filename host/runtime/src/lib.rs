@@ -65,7 +65,7 @@ pub use check::{CheckReport, check, check_bytes, check_on};
 pub use error::{CallError, RuntimeError};
 pub use factory::{BuiltService, Factory, WasmConfig, WasmPreopen, WasmUpstream, wasm_spec_bytes};
 pub use generation::{Generation, Generations, Overlay, ReloadError, ReloadReport};
-pub use host::{ClientDirectory, ClientInfo, HostServices, MessageSink, NoClients};
+pub use host::{ClientDirectory, ClientInfo, HostServices, MessageSink, NoClients, Withheld};
 pub use router::ComponentRouter;
 pub use router_hook::ROUTER_NAME;
 pub use runtime::{Runtime, RuntimeConfig};

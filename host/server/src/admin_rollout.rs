@@ -5,7 +5,7 @@ use anyhow::{Context, Result, anyhow};
 use fleetgate_pb::fleetgate::admin::v1::fleetgate_admin_client::FleetgateAdminClient;
 use fleetgate_pb::fleetgate::admin::v1::{
     DeployPluginRequest, Deployment, PluginHistoryRequest, PluginRolloutStatusRequest,
-    PromotePluginRequest, RollbackPluginRequest, ServiceRollout, VersionStats,
+    PromotePluginRequest, RollbackPluginRequest, ServiceRollout, ShadowStats, VersionStats,
 };
 use fleetgate_runtime::WasmConfig;
 use prost::Message as _;
@@ -34,6 +34,7 @@ pub async fn run(
             config,
             share,
             labels,
+            shadow,
             auto_rollback,
             window,
             window_calls,
@@ -73,7 +74,7 @@ pub async fn run(
                     config,
                     share,
                     labels,
-                    shadow: false,
+                    shadow,
                     auto_rollback,
                     window,
                     window_calls,
@@ -209,6 +210,9 @@ fn selection(d: &Deployment) -> String {
         Some(share) => format!("{share}%"),
         None => format!("labels {}", d.labels.join(",")),
     };
+    if d.shadow {
+        s += ", shadow";
+    }
     if d.auto_rollback {
         s += ", auto-rollback";
     }
@@ -253,6 +257,7 @@ fn status_json(s: &ServiceRollout) -> Value {
         "canary": s.canary.as_ref().map(deployment_json),
         "promoted": s.promoted.as_ref().map(deployment_json),
         "latest": s.latest.as_ref().map(deployment_json),
+        "shadow": s.shadow.as_ref().map(shadow_json),
         "stable_stats": stats_json(s.stable.as_ref()),
         "candidate_stats": stats_json(s.candidate.as_ref()),
         "servers": s.servers.iter().map(|v| json!({
@@ -265,7 +270,20 @@ fn status_json(s: &ServiceRollout) -> Value {
             "stable": stats_json(v.stable.as_ref()),
             "candidate": stats_json(v.candidate.as_ref()),
             "failure": v.failure,
+            "shadow": v.shadow.as_ref().map(shadow_json),
         })).collect::<Vec<_>>(),
+    })
+}
+
+fn shadow_json(s: &ShadowStats) -> Value {
+    json!({
+        "copies": s.copies,
+        "agreed": s.agreed,
+        "candidate_failed": s.candidate_failed,
+        "candidate_succeeded": s.candidate_succeeded,
+        "withheld_messages": s.withheld_messages,
+        "withheld_grpc_calls": s.withheld_grpc_calls,
+        "last_difference": s.last_difference,
     })
 }
 
@@ -322,6 +340,20 @@ fn status_text(s: &ServiceRollout) -> String {
     if s.canary.is_some() {
         out += &stats_line("candidate", s.candidate.as_ref());
         out.push('\n');
+    }
+    if let Some(sh) = &s.shadow {
+        out += &format!(
+            "  shadow     {} copies: {} agreed, {} failed only on the candidate, {} only on the stable version; withheld {} messages, {} gRPC calls\n",
+            sh.copies,
+            sh.agreed,
+            sh.candidate_failed,
+            sh.candidate_succeeded,
+            sh.withheld_messages,
+            sh.withheld_grpc_calls
+        );
+        if !sh.last_difference.is_empty() {
+            out += &format!("  latest difference  {}\n", sh.last_difference);
+        }
     }
     if !s.servers.is_empty() {
         out += &format!(

@@ -631,6 +631,7 @@ pub enum PluginsCommand {
   fleetgate admin plugins deploy Tag tag-b.wasm --share 10
   fleetgate admin plugins deploy Tag tag-b.wasm --labels client:canary --auto-rollback
   fleetgate admin plugins deploy GRR grr-v2.wasm --config grr.wasmconfig --share 50
+  fleetgate admin plugins deploy GRR grr-v2.wasm --shadow --share 100
 
 The component is checked before anything is stored: a service this server runs, the `service`
 world, every import granted, it compiles and passes `init`. Every server builds it again before
@@ -653,6 +654,11 @@ always gets the same version. Follow with `plugins status`, then `promote` or `r
         /// candidate
         #[arg(long, value_name = "LABEL,...", value_delimiter = ',')]
         labels: Vec<String>,
+        /// A shadow run: every client keeps the stable version; the candidate gets copies of
+        /// the selected clients' messages with its side effects withheld (messages and gRPC calls
+        /// counted, not made; no preopened directories), and `status` compares the outcomes
+        #[arg(long)]
+        shadow: bool,
         /// Roll back by itself when the candidate traps, times out or fails permanently more
         /// often than the stable version (10 points), or its p99 passes 2x the stable version's
         #[arg(long = "auto-rollback")]

@@ -180,8 +180,20 @@ fn stats_json(a: &Applied) -> String {
     match (&a.canary, &a.promoted) {
         (Some((_, c)), _) => {
             let (s, k) = c.window_stats();
-            serde_json::json!({"window": true, "stable": side(&s), "candidate": side(&k)})
-                .to_string()
+            let shadow = c.shadow().map(|sh| {
+                serde_json::json!({
+                    "copies": sh.copies, "agreed": sh.agreed,
+                    "candidate_failed": sh.candidate_failed,
+                    "candidate_succeeded": sh.candidate_succeeded,
+                    "withheld_messages": sh.withheld_messages,
+                    "withheld_grpc_calls": sh.withheld_grpc_calls,
+                    "last_difference": sh.last_difference,
+                })
+            });
+            serde_json::json!({
+                "window": true, "stable": side(&s), "candidate": side(&k), "shadow": shadow,
+            })
+            .to_string()
         }
         (None, Some((_, p))) => {
             let s = p.stats();
@@ -221,6 +233,15 @@ impl Rollout {
     }
 
     async fn component(&self, d: &Deployment) -> Result<Arc<ComponentService>, String> {
+        self.build(d, None).await
+    }
+
+    /// Builds `d`'s component; with `withheld`, as a shadow run's candidate.
+    async fn build(
+        &self,
+        d: &Deployment,
+        withheld: Option<Arc<fleetgate_runtime::Withheld>>,
+    ) -> Result<Arc<ComponentService>, String> {
         let wasm = self
             .store
             .get_component(&d.digest)
@@ -228,17 +249,21 @@ impl Rollout {
             .map_err(|e| e.to_string())?;
         let config = WasmConfig::decode(d.config.as_slice())
             .map_err(|e| format!("the stored plugin config does not decode: {e}"))?;
-        self.plugins
-            .generations()
-            .factory()
-            .build_component(
-                &d.service,
-                format!("deployment {} (sha256:{})", d.id, d.digest),
-                wasm,
-                config,
-            )
-            .await
-            .map_err(|e| e.to_string())
+        let origin = format!("deployment {} (sha256:{})", d.id, d.digest);
+        let factory = self.plugins.generations().factory();
+        match withheld {
+            Some(w) => {
+                factory
+                    .build_shadow(&d.service, origin, wasm, config, w)
+                    .await
+            }
+            None => {
+                factory
+                    .build_component(&d.service, origin, wasm, config)
+                    .await
+            }
+        }
+        .map_err(|e| e.to_string())
     }
 
     /// One round: read, build what changed, swap overlays, report.
@@ -311,8 +336,13 @@ impl Rollout {
         if let Some(d) = promoted {
             match &have.promoted {
                 Some((id, c)) if *id == d.id => next.promoted = Some((*id, c.clone())),
-                _ => match have.canary.as_ref().filter(|(id, _)| *id == d.id) {
-                    // The canary we serve was promoted: its candidate is already built.
+                _ => match have
+                    .canary
+                    .as_ref()
+                    .filter(|(id, c)| *id == d.id && c.shadow().is_none())
+                {
+                    // The canary we serve was promoted: its candidate is already built (a
+                    // shadow run's is rebuilt, with its side effects).
                     Some((_, c)) => {
                         if let Some(comp) = c.candidate().component.clone() {
                             next.promoted = Some((d.id, comp));
@@ -333,11 +363,17 @@ impl Rollout {
             }
         }
         if let Some(d) = canary {
+            let shadow = d
+                .shadow
+                .then(|| Arc::new(fleetgate_runtime::canary::ShadowStats::default()));
             let candidate = match &have.canary {
                 Some((id, c)) if *id == d.id => {
                     c.candidate().component.clone().ok_or_else(String::new)
                 }
-                _ => self.component(&d).await,
+                _ => {
+                    self.build(&d, shadow.as_ref().map(|s| s.withheld.clone()))
+                        .await
+                }
             };
             match candidate {
                 Ok(candidate) => {
@@ -353,7 +389,7 @@ impl Rollout {
                             });
                     match stable.or(base_stable) {
                         Some(s) => {
-                            let c = Arc::new(Canary::new(
+                            let mut c = Canary::new(
                                 d.id,
                                 s,
                                 Version::of(candidate),
@@ -361,7 +397,11 @@ impl Rollout {
                                 self.engine.clone(),
                                 thresholds(&d),
                                 d.auto_rollback,
-                            ));
+                            );
+                            if let Some(stats) = shadow {
+                                c = c.shadowing(stats);
+                            }
+                            let c = Arc::new(c);
                             next.canary = Some((d.id, c));
                         }
                         None => {
