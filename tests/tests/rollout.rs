@@ -577,7 +577,8 @@ async fn echo_round(
 /// the admin-only server reaches both frontends, splits the clients by hash whichever frontend
 /// they stream to, and promotion moves every server; then a candidate that traps on every
 /// message, with `--auto-rollback`, is rolled back on every server and the stable version
-/// processes every message once.
+/// processes every message once; a candidate the servers cannot build is rolled back for the
+/// whole fleet with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_two_frontends_and_an_admin_server_every_server_converges() {
     use fleetgate_tests::fleet::Fleet;
@@ -739,6 +740,48 @@ async fn on_two_frontends_and_an_admin_server_every_server_converges() {
         all.len() + after_ids.len() + bombed_ids.len(),
         "every message once"
     );
+
+    // A canary that no server can build (stored directly, as if the server that checked it
+    // could and the others cannot): rolled back for the fleet with the reason, and nothing
+    // stops serving the stable version.
+    let junk = b"not a component";
+    let junk_digest = hex::encode(Sha256::digest(junk));
+    fleet
+        .db
+        .query(&format!(
+            "INSERT INTO fleetgate_components(digest, size, wasm, created_time) \
+             VALUES ('{junk_digest}', {}, '{}', 0); \
+             INSERT INTO fleetgate_deployments(service_name, digest, config, share, labels, shadow, \
+             auto_rollback, window_ms, window_calls, min_calls, error_rate_points, p99_ratio, \
+             requested_by, created_time, updated_time, state, reason, canary_of) VALUES \
+             ('TestService', '{junk_digest}', '', 50, '', 0, 0, 30000, 50, 5, 10, 2, 'test', 0, 0, \
+             'canary', '', 'TestService')",
+            junk.len(),
+            String::from_utf8_lossy(junk)
+        ))
+        .expect("inserting a deployment");
+    let rolled = eventually(
+        Duration::from_secs(30),
+        "the build failure's rollback",
+        || async {
+            let s = fleet_status(addr);
+            if s["latest"]["state"] != "rolled_back" || s["latest"]["digest"] != junk_digest {
+                bail!("latest is {}", s["latest"]);
+            }
+            Ok(s)
+        },
+    )
+    .await;
+    let reason = rolled["latest"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("could not build") && reason.contains(&junk_digest),
+        "{rolled}"
+    );
+    fleet_serving(addr, 3, &digest(&b), "").await;
+    let last = echo_round(&admin, &ids, 1).await;
+    let last_ids: Vec<String> = last.iter().map(|(_, r)| r.clone()).collect();
+    let tags = processed_once(&p, &last_ids).await;
+    assert!(tags.values().all(|t| t == "b"), "{tags:?}");
 }
 
 /// A shadow run of tag-b over tag-a: every message is processed by tag-a exactly once, tag-b
