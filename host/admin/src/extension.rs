@@ -13,6 +13,7 @@ use crate::dead_letters;
 use crate::lock::Grant;
 use crate::parse::{self, client_ids};
 use crate::plugins::PluginControl;
+use crate::rollout;
 use crate::status::{for_item, from_engine, from_store, invalid, not_found, unimplemented};
 use fleetgate_types::MessageId;
 
@@ -238,5 +239,72 @@ impl FleetgateAdmin for ExtensionService {
         dead_letters::purge(&self.engine, req.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn deploy_plugin(&self, req: Request<DeployPluginRequest>) -> Reply<Deployment> {
+        let grant = Grant::of(&req)?;
+        Grant::note(&req, |r| {
+            format!(
+                "service={:?} bytes={} share={:?} labels={:?} auto_rollback={}",
+                r.service,
+                r.wasm.len(),
+                r.share,
+                r.labels,
+                r.auto_rollback
+            )
+        });
+        let control = self.plugins()?;
+        rollout::deploy(
+            &self.engine,
+            control.as_ref(),
+            caller(&grant),
+            req.into_inner(),
+        )
+        .await
+        .map(Response::new)
+    }
+
+    async fn promote_plugin(&self, req: Request<PromotePluginRequest>) -> Reply<Deployment> {
+        Grant::note(&req, |r| format!("service={:?}", r.service));
+        rollout::promote(&self.engine, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn rollback_plugin(&self, req: Request<RollbackPluginRequest>) -> Reply<Deployment> {
+        let grant = Grant::of(&req)?;
+        Grant::note(&req, |r| {
+            format!("service={:?} reason={:?}", r.service, r.reason)
+        });
+        rollout::rollback(&self.engine, caller(&grant), req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn plugin_rollout_status(
+        &self,
+        req: Request<PluginRolloutStatusRequest>,
+    ) -> Reply<PluginRolloutStatusResponse> {
+        rollout::status(&self.engine, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn plugin_history(
+        &self,
+        req: Request<PluginHistoryRequest>,
+    ) -> Reply<PluginHistoryResponse> {
+        rollout::history(&self.engine, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+}
+
+/// Who asked, as a deployment records it: the locked listener's identity, empty on the
+/// plaintext listener.
+fn caller(grant: &Grant) -> &str {
+    match grant.caller.as_str() {
+        "plaintext" => "",
+        c => c,
     }
 }

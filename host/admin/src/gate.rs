@@ -45,6 +45,11 @@ pub const RPCS: &[(&str, bool)] = &[
     ("ReplayDeadLetters", true),
     ("PurgeDeadLetters", true),
     ("TraceMessage", false),
+    ("DeployPlugin", true),
+    ("PromotePlugin", true),
+    ("RollbackPlugin", true),
+    ("PluginRolloutStatus", false),
+    ("PluginHistory", false),
 ];
 
 /// The services whose paths the gate knows; any other path is an unknown RPC.

@@ -5,6 +5,7 @@
 //! * [`extension`]: batched inserts, purging the pending queue, plugin listing and reload, the
 //!   message trace.
 //! * [`plugins`]: the [`PluginControl`] trait the binary implements over the plugin runtime.
+//! * `rollout`: plugin deployments — deploy, promote, roll back, status, history.
 //! * [`lock`]: the locked listener: TLS with client certificates and a per-identity policy.
 //! * `gate`: what every call passes on either listener: the policy check and the audit line.
 //! * `parse`: ID, time and message checks shared by both services.
@@ -21,6 +22,7 @@ mod gate;
 pub mod lock;
 mod parse;
 pub mod plugins;
+mod rollout;
 pub mod service;
 pub mod status;
 

@@ -30,6 +30,16 @@ pub struct PluginStatus {
 pub trait PluginControl: Send + Sync + 'static {
     async fn list(&self) -> Vec<PluginStatus>;
     async fn reload(&self) -> Result<Vec<PluginStatus>, String>;
+    /// Checks a component for a deployment of `service` on this server (a service it runs, the
+    /// `service` world, imports granted, compiles and passes `init`), with `config` (a
+    /// `fleetgate.plugin.v1.WasmConfig`) or else the services file's config of `service`.
+    /// Returns the plugin config the deployment records; the error says what is wrong.
+    async fn check_deployment(
+        &self,
+        service: &str,
+        wasm: &[u8],
+        config: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, String>;
 }
 
 impl From<PluginStatus> for pb::PluginStatus {

@@ -49,7 +49,9 @@ pub fn from_store(context: &str, e: StoreError) -> Status {
         StoreError::NotFound(_) => Status::not_found(msg),
         StoreError::Invalid(_) => Status::invalid_argument(msg),
         StoreError::NotSupported(_) => Status::unimplemented(msg),
-        StoreError::BroadcastDisabled(_) => Status::failed_precondition(msg),
+        StoreError::BroadcastDisabled(_) | StoreError::Conflict(_) => {
+            Status::failed_precondition(msg)
+        }
         StoreError::Backend {
             retryable: true, ..
         } => Status::unavailable(msg),

@@ -247,6 +247,22 @@ impl PluginControl for FakePlugins {
         *self.generation.lock().unwrap() += 1;
         Ok(vec![self.status()])
     }
+
+    /// Accepts components starting with the wasm magic for service `echo`.
+    async fn check_deployment(
+        &self,
+        service: &str,
+        wasm: &[u8],
+        config: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, String> {
+        if service != "echo" {
+            return Err(format!("unknown service {service:?}"));
+        }
+        if !wasm.starts_with(b"\0asm") {
+            return Err("not a component".into());
+        }
+        Ok(config.unwrap_or_default())
+    }
 }
 
 #[tokio::test]

@@ -108,10 +108,7 @@ impl Engine {
         );
         let start = Instant::now();
         let (outcome, version) = match self.service(service) {
-            Some(entry) => (
-                run(&entry, m).instrument(span).await,
-                entry.service.version(),
-            ),
+            Some(entry) => run(&entry, m).instrument(span).await,
             None => (
                 Outcome::Failed(format!("unknown service \"{service}\"")),
                 None,

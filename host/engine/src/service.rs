@@ -34,6 +34,16 @@ pub trait Service: Send + Sync + 'static {
     fn version(&self) -> Option<String> {
         None
     }
+
+    /// [`process`](Self::process), also saying which version processed the message: a service
+    /// that picks between versions per message (a canary) overrides it, so a dead letter names
+    /// the version that failed it.
+    async fn process_versioned(
+        &self,
+        message: &Message,
+    ) -> (Result<(), ServiceError>, Option<String>) {
+        (self.process(message).await, self.version())
+    }
 }
 
 /// Accepts and drops everything (the original's `NOOP` factory).
@@ -120,20 +130,25 @@ impl Services {
 }
 
 /// Runs one message through a service: waits for a slot (backpressure, not shedding), then calls it,
-/// all within the processing budget. A timeout is temporary, as in the original.
-pub async fn run(entry: &ServiceEntry, message: &Message) -> Outcome {
+/// all within the processing budget. A timeout is temporary, as in the original. Returns the
+/// outcome and the version that gave it.
+pub async fn run(entry: &ServiceEntry, message: &Message) -> (Outcome, Option<String>) {
     let attempt = async {
-        let _permit = entry
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| ServiceError::Temporary("service stopped".into()))?;
-        entry.service.process(message).await
+        let Ok(_permit) = entry.slots.acquire().await else {
+            return (
+                Err(ServiceError::Temporary("service stopped".into())),
+                entry.service.version(),
+            );
+        };
+        entry.service.process_versioned(message).await
     };
     match tokio::time::timeout(PROCESSING_BUDGET, attempt).await {
-        Ok(Ok(())) => Outcome::Processed,
-        Ok(Err(ServiceError::Permanent(e))) => Outcome::Failed(e),
-        Ok(Err(ServiceError::Temporary(e))) => Outcome::Retry(e),
-        Err(_) => Outcome::Retry("processing deadline exceeded".into()),
+        Ok((Ok(()), v)) => (Outcome::Processed, v),
+        Ok((Err(ServiceError::Permanent(e)), v)) => (Outcome::Failed(e), v),
+        Ok((Err(ServiceError::Temporary(e)), v)) => (Outcome::Retry(e), v),
+        Err(_) => (
+            Outcome::Retry("processing deadline exceeded".into()),
+            entry.service.version(),
+        ),
     }
 }

@@ -115,7 +115,7 @@ async fn latencies(entry: &ServiceEntry, n: u64, pace: Pace) -> Vec<Duration> {
         pace.pause();
         let m = message(i);
         let t = Instant::now();
-        let outcome = run(entry, &m).await;
+        let (outcome, _) = run(entry, &m).await;
         out.push(t.elapsed());
         assert_eq!(outcome, Outcome::Processed);
     }
@@ -136,7 +136,7 @@ async fn throughput(entry: &ServiceEntry, n: u64, in_flight: usize) -> f64 {
                 if i >= n {
                     return;
                 }
-                assert_eq!(run(&entry, &message(i)).await, Outcome::Processed);
+                assert_eq!(run(&entry, &message(i)).await.0, Outcome::Processed);
             }
         });
     }

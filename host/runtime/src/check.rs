@@ -40,6 +40,12 @@ pub fn check_bytes(name: &str, wasm: &[u8]) -> Result<CheckReport, RuntimeError>
         max_instances: 1,
         ..RuntimeConfig::default()
     })?;
+    check_on(&runtime, name, wasm)
+}
+
+/// [`check_bytes`] on an existing runtime: a server checking a deployment compiles the
+/// component once, into its compile cache, for the check and for the build after it.
+pub fn check_on(runtime: &Runtime, name: &str, wasm: &[u8]) -> Result<CheckReport, RuntimeError> {
     let engine = runtime.engine();
     let (component, digest) = runtime.compile(wasm, name)?;
     let imports = call::import_names(engine, &component);

@@ -48,6 +48,11 @@ pub struct BuiltService {
 }
 
 impl BuiltService {
+    /// The service the engine calls.
+    pub fn service(&self) -> Arc<dyn Service> {
+        self.service.clone()
+    }
+
     /// What [`Engine::set_service`] takes (`max_parallelism` 0 means 100, as in Fleetspeak).
     pub fn entry(&self) -> ServiceEntry {
         ServiceEntry::new(self.service.clone(), self.max_parallelism).with_policy(self.policy)
@@ -61,6 +66,40 @@ impl Factory {
 
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Compiles, links and initialises a deployed component from its bytes (see
+    /// [`wasm_spec_bytes`]), as a file's `WASM` service would be, without installing it.
+    pub async fn build_component(
+        &self,
+        service: &str,
+        origin: String,
+        wasm: Vec<u8>,
+        config: WasmConfig,
+    ) -> Result<Arc<ComponentService>, RuntimeError> {
+        let spec = wasm_spec_bytes(service, origin, wasm, config)?;
+        Ok(Arc::new(
+            ComponentService::load(&self.runtime, spec, self.host.clone()).await?,
+        ))
+    }
+
+    /// [`build_component`](Self::build_component) for a shadow run: messages it sends and gRPC
+    /// calls it makes are counted in `withheld` instead of performed, and it gets no preopened
+    /// directories (writing files would be a side effect).
+    pub async fn build_shadow(
+        &self,
+        service: &str,
+        origin: String,
+        wasm: Vec<u8>,
+        mut config: WasmConfig,
+        withheld: Arc<crate::host::Withheld>,
+    ) -> Result<Arc<ComponentService>, RuntimeError> {
+        config.preopens.clear();
+        let spec = wasm_spec_bytes(service, origin, wasm, config)?;
+        let host = self.host.clone().withholding(withheld);
+        Ok(Arc::new(
+            ComponentService::load(&self.runtime, spec, host).await?,
+        ))
     }
 
     /// Builds every service, then installs them in order (a later entry with the same name
@@ -185,6 +224,21 @@ pub fn wasm_spec(service: &str, c: WasmConfig) -> Result<PluginSpec, RuntimeErro
                 std::fs::read(&path).map_err(|source| RuntimeError::Read { path, source })?;
             (c.path.clone(), wasm)
         }
+    };
+    wasm_spec_bytes(service, origin, wasm, c)
+}
+
+/// A `WasmConfig` whose component is already in memory (a deployment's, from the store) as a
+/// [`PluginSpec`]; `c.path` is ignored.
+pub fn wasm_spec_bytes(
+    service: &str,
+    origin: String,
+    wasm: Vec<u8>,
+    c: WasmConfig,
+) -> Result<PluginSpec, RuntimeError> {
+    let bad = |reason: String| RuntimeError::Config {
+        service: service.to_owned(),
+        reason,
     };
     let mut grants = if c.grants.is_empty() {
         Grants::basic()

@@ -15,6 +15,12 @@
 //! stored failed ("unknown service"), server-bound backlog messages for it stay pending.
 //!
 //! Nothing here closes a connection: only engine entries change.
+//!
+//! Overlays (plugin rollout): a deployment from the shared store is set as an [`Overlay`] on
+//! its service. While one is set, the engine serves what the overlay makes of the file's
+//! generation (a canary over it, or the promoted candidate instead of it), and a reload keeps
+//! the overlay on top: it rebuilds the file's services as always, then asks the overlay again
+//! with the new generation. Clearing the overlay (a rollback) puts the file's entry back.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,6 +84,11 @@ pub struct ReloadError {
     pub source: RuntimeError,
 }
 
+/// What a deployment makes of a service, given the file's generation of it (if the file has
+/// one): the entry the engine serves, or `None` to serve the file's.
+pub type Overlay =
+    Arc<dyn Fn(Option<&Generation>) -> Option<fleetgate_engine::ServiceEntry> + Send + Sync>;
+
 /// The services installed in one engine, replaced as a set.
 pub struct Generations {
     factory: Factory,
@@ -86,6 +97,8 @@ pub struct Generations {
     reloading: Mutex<()>,
     /// Readers (status) clone the map and drop the lock at once; only a reload writes.
     current: RwLock<Arc<BTreeMap<String, Generation>>>,
+    /// Deployments on top of the file's services, by service.
+    overlays: RwLock<BTreeMap<String, Overlay>>,
     failures: AtomicU64,
 }
 
@@ -102,6 +115,7 @@ impl Generations {
             engine,
             reloading: Mutex::new(()),
             current: RwLock::new(Arc::default()),
+            overlays: RwLock::default(),
             failures: AtomicU64::new(0),
         };
         g.reload(configs).await?;
@@ -114,6 +128,60 @@ impl Generations {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The factory services are built with (deployments build their candidates with it too).
+    pub fn factory(&self) -> &Factory {
+        &self.factory
+    }
+
+    /// Sets (or with `None` clears) the overlay of service `name` and changes the engine's
+    /// entry accordingly; serialised with reloads.
+    pub async fn set_overlay(
+        &self,
+        name: &str,
+        overlay: Option<Overlay>,
+    ) -> Result<(), fleetgate_engine::EngineError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let current = self.current();
+        let base = current.get(name);
+        let entry = match &overlay {
+            Some(o) => o(base),
+            None => None,
+        }
+        .or_else(|| base.map(|g| g.built.entry()));
+        {
+            let mut overlays = self.overlays.write().unwrap_or_else(|p| p.into_inner());
+            match overlay {
+                Some(o) => overlays.insert(name.to_owned(), o),
+                None => overlays.remove(name),
+            };
+        }
+        match entry {
+            Some(e) => self.engine.set_service(name, e),
+            None => {
+                self.engine.remove_service(name);
+                Ok(())
+            }
+        }
+    }
+
+    /// The services that have an overlay.
+    pub fn overlaid(&self) -> Vec<String> {
+        self.overlays
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn overlay(&self, name: &str) -> Option<Overlay> {
+        self.overlays
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// Reloads refused since start.
@@ -205,7 +273,11 @@ impl Generations {
         index: impl Fn(&str) -> usize,
     ) -> Result<(), ReloadError> {
         for name in report.added.iter().chain(&report.replaced) {
-            let entry = next[name].built.entry();
+            let base = &next[name];
+            let entry = self
+                .overlay(name)
+                .and_then(|o| o(Some(base)))
+                .unwrap_or_else(|| base.built.entry());
             self.engine
                 .set_service(name, entry)
                 .map_err(|e| ReloadError {
@@ -218,7 +290,15 @@ impl Generations {
                 })?;
         }
         for name in &report.removed {
-            self.engine.remove_service(name);
+            // A deployment of a service the file no longer has keeps serving it.
+            match self.overlay(name).and_then(|o| o(None)) {
+                Some(entry) => {
+                    let _ = self.engine.set_service(name, entry);
+                }
+                None => {
+                    self.engine.remove_service(name);
+                }
+            }
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! neither the store nor the engine's internals.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -50,6 +51,14 @@ impl ClientDirectory for NoClients {
     }
 }
 
+/// What a shadow run's candidate would have done outside its own memory, counted instead of
+/// done: messages it would have sent, gRPC calls it would have made.
+#[derive(Debug, Default)]
+pub struct Withheld {
+    pub messages: AtomicU64,
+    pub grpc_calls: AtomicU64,
+}
+
 /// The host side of the capabilities, shared by every component of a server.
 #[derive(Clone)]
 pub struct HostServices {
@@ -58,6 +67,8 @@ pub struct HostServices {
     pub clock: Arc<dyn Clock>,
     /// Where every component call is counted; unset in tests and tools.
     pub metrics: Option<fleetgate_telemetry::Metrics>,
+    /// Set for a shadow candidate: its side effects are counted here, not performed.
+    pub withheld: Option<Arc<Withheld>>,
 }
 
 impl HostServices {
@@ -68,7 +79,14 @@ impl HostServices {
             clients: Arc::new(NoClients),
             clock: Arc::new(SystemClock),
             metrics: None,
+            withheld: None,
         }
+    }
+
+    /// The same services with side effects withheld (a shadow run) and counted in `withheld`.
+    pub fn withholding(mut self, withheld: Arc<Withheld>) -> Self {
+        self.withheld = Some(withheld);
+        self
     }
 
     pub fn with_metrics(mut self, metrics: fleetgate_telemetry::Metrics) -> Self {

@@ -18,7 +18,10 @@
 //! Layout, top-down:
 //!
 //! * [`factory`]: `ServiceConfig` → service (`GRPC`, `WASM`, `NOOP`), and [`WasmConfig`].
-//! * [`generation`]: the installed set ([`Generations`]) and hot reload: build all, then swap.
+//! * [`generation`]: the installed set ([`Generations`]) and hot reload: build all, then swap;
+//!   deployments' overlays on top of it.
+//! * [`canary`]: a stable version and a candidate behind one service, picked per client, with
+//!   the automatic rollback's window and verdict.
 //! * `service` ([`ComponentService`]) and `router` ([`ComponentRouter`]): the two worlds;
 //!   `router_hook`: a router as the engine's `Router`, and the engine as [`ClientDirectory`].
 //! * `call`: one call = a fresh store with its limits + a fresh instance from the pool; loading
@@ -39,6 +42,7 @@ pub mod bundled;
 mod cache;
 mod call;
 mod call_metrics;
+pub mod canary;
 pub mod caps;
 mod check;
 mod convert;
@@ -55,15 +59,16 @@ mod state;
 mod stats;
 mod wasm_config;
 
+pub use canary::Canary;
 pub use caps::Capability;
-pub use check::{CheckReport, check, check_bytes};
+pub use check::{CheckReport, check, check_bytes, check_on};
 pub use error::{CallError, RuntimeError};
-pub use factory::{BuiltService, Factory, WasmConfig, WasmPreopen, WasmUpstream};
-pub use generation::{Generation, Generations, ReloadError, ReloadReport};
-pub use host::{ClientDirectory, ClientInfo, HostServices, MessageSink, NoClients};
+pub use factory::{BuiltService, Factory, WasmConfig, WasmPreopen, WasmUpstream, wasm_spec_bytes};
+pub use generation::{Generation, Generations, Overlay, ReloadError, ReloadReport};
+pub use host::{ClientDirectory, ClientInfo, HostServices, MessageSink, NoClients, Withheld};
 pub use router::ComponentRouter;
 pub use router_hook::ROUTER_NAME;
 pub use runtime::{Runtime, RuntimeConfig};
-pub use service::ComponentService;
+pub use service::{CallKind, ComponentService};
 pub use spec::{Grants, Limits, PluginSpec, Preopen};
 pub use stats::{GuestMetrics, ServiceStats, StatsSnapshot};

@@ -143,9 +143,22 @@ impl ComponentService {
     }
 }
 
-#[async_trait]
-impl Service for ComponentService {
-    async fn process(&self, message: &Message) -> Result<(), ServiceError> {
+/// How one call ended, for the canary's window: traps include CPU-budget timeouts and
+/// out-of-memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    Ok,
+    Temporary,
+    Permanent,
+    Trap,
+}
+
+impl ComponentService {
+    /// [`Service::process`], also saying how the call ended.
+    pub async fn process_classified(
+        &self,
+        message: &Message,
+    ) -> (Result<(), ServiceError>, CallKind) {
         let started = Instant::now();
         let result = self.call(message).await;
         let trap = result.as_ref().is_err_and(CallError::is_trap);
@@ -160,7 +173,21 @@ impl Service for ComponentService {
                 tracing::debug!(service = self.name(), "{e}");
             }
         }
-        result.map_err(CallError::into_service_error)
+        let result = result.map_err(CallError::into_service_error);
+        let kind = match &result {
+            Ok(()) => CallKind::Ok,
+            Err(_) if trap => CallKind::Trap,
+            Err(ServiceError::Permanent(_)) => CallKind::Permanent,
+            Err(ServiceError::Temporary(_)) => CallKind::Temporary,
+        };
+        (result, kind)
+    }
+}
+
+#[async_trait]
+impl Service for ComponentService {
+    async fn process(&self, message: &Message) -> Result<(), ServiceError> {
+        self.process_classified(message).await.0
     }
 
     fn version(&self) -> Option<String> {

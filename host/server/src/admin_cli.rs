@@ -279,6 +279,7 @@ pub async fn run(a: AdminArgs) -> Result<String> {
             let out = fmt::reload(&r, json);
             if r.ok { Ok(out) } else { bail!("{out}") }
         }
+        AdminCommand::Plugins(c) => crate::admin_rollout::run(&mut ext, c, json).await,
         AdminCommand::DeadLetters(c) => crate::admin_dead_letters::run(&mut ext, c, json).await,
     }
 }

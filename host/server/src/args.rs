@@ -533,7 +533,7 @@ pub enum AdminCommand {
         #[arg(long = "older_than", value_name = "DURATION")]
         older_than: Option<String>,
     },
-    /// The server's plugins: list them, or reload them
+    /// The server's plugins: list, reload, and roll out new versions fleet-wide
     #[command(subcommand, subcommand_value_name = "COMMAND")]
     Plugins(PluginsCommand),
     /// Messages whose life ended without success: list, show, replay, purge
@@ -651,7 +651,10 @@ pub struct NewBroadcast {
 #[derive(Subcommand, Debug)]
 #[command(after_help = "Examples:
   fleetgate admin plugins list
-  fleetgate admin plugins reload")]
+  fleetgate admin plugins reload
+  fleetgate admin plugins deploy Tag tag-b.wasm --share 10 --auto-rollback
+  fleetgate admin plugins status Tag
+  fleetgate admin plugins promote Tag")]
 pub enum PluginsCommand {
     /// Per service: digest, generation, load time, calls, errors, traps, p50/p99
     #[command(after_help = "Examples:
@@ -662,6 +665,99 @@ pub enum PluginsCommand {
     #[command(after_help = "Examples:
   fleetgate admin plugins reload")]
     Reload,
+    /// Deploy a component to every server as a canary next to the stable version
+    #[command(after_help = "Examples:
+  fleetgate admin plugins deploy Tag tag-b.wasm --share 10
+  fleetgate admin plugins deploy Tag tag-b.wasm --labels client:canary --auto-rollback
+  fleetgate admin plugins deploy GRR grr-v2.wasm --config grr.wasmconfig --share 50
+  fleetgate admin plugins deploy GRR grr-v2.wasm --shadow --share 100
+
+The component is checked before anything is stored: a service this server runs, the `service`
+world, every import granted, it compiles and passes `init`. Every server builds it again before
+routing to it; one that cannot build it rolls it back for the whole fleet. The same client
+always gets the same version. Follow with `plugins status`, then `promote` or `rollback`.")]
+    Deploy {
+        /// The service to deploy to (one of the services config)
+        service: String,
+        /// The component file (.wasm)
+        component: std::path::PathBuf,
+        /// Plugin config as a text-format fleetgate.plugin.v1.WasmConfig without `path`
+        /// [default: the services config's entry of SERVICE]
+        #[arg(long, value_name = "FILE")]
+        config: Option<std::path::PathBuf>,
+        /// Percentage of clients (0-100) that get the candidate, by a stable hash of the client ID
+        /// [default: 10]
+        #[arg(long, value_name = "PERCENT", conflicts_with = "labels")]
+        share: Option<u32>,
+        /// Clients having all these labels (SERVICE:LABEL or LABEL, comma-separated) get the
+        /// candidate
+        #[arg(long, value_name = "LABEL,...", value_delimiter = ',')]
+        labels: Vec<String>,
+        /// A shadow run: every client keeps the stable version; the candidate gets copies of
+        /// the selected clients' messages with its side effects withheld (messages and gRPC calls
+        /// counted, not made; no preopened directories), and `status` compares the outcomes
+        #[arg(long)]
+        shadow: bool,
+        /// Roll back by itself when the candidate traps, times out or fails permanently more
+        /// often than the stable version (10 points), or its p99 passes 2x the stable version's
+        #[arg(long = "auto-rollback")]
+        auto_rollback: bool,
+        /// Automatic rollback: the window the rates are computed over (Go duration) [default: 30s]
+        #[arg(long, value_name = "DURATION")]
+        window: Option<String>,
+        /// Automatic rollback: at most this many recent calls per version [default: 50]
+        #[arg(long = "window-calls", value_name = "N")]
+        window_calls: Option<u32>,
+        /// Automatic rollback: candidate calls needed before deciding [default: 5]
+        #[arg(long = "min-calls", value_name = "N")]
+        min_calls: Option<u32>,
+        /// Automatic rollback: allowed excess of the candidate's failure rate, in percentage
+        /// points [default: 10]
+        #[arg(long = "max-error-points", value_name = "POINTS")]
+        max_error_points: Option<f64>,
+        /// Automatic rollback: allowed ratio of the candidate's p99 to the stable version's
+        /// [default: 2]
+        #[arg(long = "max-p99-ratio", value_name = "RATIO")]
+        max_p99_ratio: Option<f64>,
+    },
+    /// Make the service's canary the version every client gets, on every server
+    #[command(after_help = "Examples:
+  fleetgate admin plugins promote Tag")]
+    Promote { service: String },
+    /// Stop the service's canary on every server: everything goes to the stable version
+    #[command(after_help = "Examples:
+  fleetgate admin plugins rollback Tag
+  fleetgate admin plugins rollback Tag --reason \"p99 too high\"")]
+    Rollback {
+        service: String,
+        /// Recorded with the rollback
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Stable and candidate versions, selection, what each server serves, both versions' stats
+    ///
+    /// Per service: the stable and the candidate version (digest), the state, the canary's
+    /// selection, per server which versions it serves and since when, and both versions' calls,
+    /// errors, traps, permanent errors and p50/p99 (over the canary's window).
+    #[command(after_help = "Examples:
+  fleetgate admin plugins status
+  fleetgate admin plugins status Tag --json")]
+    Status {
+        /// Only this service
+        service: Option<String>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every deployment of a service, newest first, with who asked and why it ended
+    #[command(after_help = "Examples:
+  fleetgate admin plugins history Tag")]
+    History {
+        service: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,6 +18,7 @@ mod admin_dead_letters;
 mod admin_format;
 mod admin_history;
 mod admin_lock;
+mod admin_rollout;
 mod args;
 mod certs;
 mod cli;
@@ -30,6 +31,7 @@ mod plugin_template;
 mod plugins;
 mod quickstart;
 mod reload;
+mod rollout;
 mod routing;
 mod run;
 

@@ -74,6 +74,11 @@ pub async fn install(
 }
 
 impl Plugins {
+    /// The installed services, with the deployments' overlays.
+    pub fn generations(&self) -> &Generations {
+        &self.generations
+    }
+
     pub fn source(&self) -> &Source {
         &self.source
     }
@@ -183,5 +188,23 @@ impl PluginControl for Plugins {
     async fn reload(&self) -> Result<Vec<PluginStatus>, String> {
         self.reload_now("admin API").await?;
         Ok(self.statuses())
+    }
+
+    async fn check_deployment(
+        &self,
+        service: &str,
+        wasm: &[u8],
+        config: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, String> {
+        use prost::Message as _;
+        let config = config
+            .map(|c| {
+                fleetgate_runtime::WasmConfig::decode(c.as_slice()).map_err(|e| {
+                    format!("the plugin config is not a fleetgate.plugin.v1.WasmConfig: {e}")
+                })
+            })
+            .transpose()?;
+        let c = crate::rollout::check_deployment(&self.generations, service, wasm, config).await?;
+        Ok(c.encode_to_vec())
     }
 }

@@ -220,6 +220,7 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         clock,
     )?);
     let plugins = Arc::new(plugins);
+    let rollout_plugins = plugins.clone();
     engine.set_notifier(notifications.notifier.clone());
     telemetry.attach(&engine);
     telemetry.count_notifications(notifications.stats.clone());
@@ -302,6 +303,21 @@ pub async fn run(settings: RunSettings, shutdown: CancellationToken) -> Result<(
         let (engine, token) = (engine.clone(), trace_stop.clone());
         tokio::spawn(async move { engine.run_trace_writer(token).await })
     };
+    {
+        // Plugin deployments from the shared store, under this server's name.
+        let name = crate::rollout::server_name(bound.https.or(bound.admin).or(bound.admin_tls));
+        let rollout = crate::rollout::Rollout::new(engine.clone(), rollout_plugins, name);
+        // Before the server says it is ready, so a restarted server never serves the file's
+        // version of a service a deployment overrides.
+        if let Err(e) = rollout.poll().await {
+            tracing::warn!("plugin deployments: {e}");
+        }
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            rollout.run(token).await;
+            Ok(())
+        });
+    }
     telemetry.spawn_engine_tasks(&engine, settings.retention, &mut tasks, &shutdown);
     (bound.stats, bound.health) = (telemetry.stats, telemetry.health);
     telemetry.readiness.set_listeners_bound();

@@ -363,6 +363,176 @@ pub trait LifecycleStore: Send + Sync {
     async fn oldest_pending(&self) -> Result<Vec<OldestPending>>;
 }
 
+/// Where a plugin deployment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeploymentState {
+    /// Serving the clients its selection picks; the stable version serves the rest.
+    Canary,
+    /// Serving every message of its service, on top of the services file.
+    Promoted,
+    /// Stopped by an operator, a failed build or the automatic rollback; serves nothing.
+    RolledBack,
+    /// A promoted deployment replaced by a later promotion; serves nothing.
+    Superseded,
+}
+
+impl DeploymentState {
+    pub const ALL: [DeploymentState; 4] = [
+        DeploymentState::Canary,
+        DeploymentState::Promoted,
+        DeploymentState::RolledBack,
+        DeploymentState::Superseded,
+    ];
+
+    /// The word stored in the database and shown by the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Canary => "canary",
+            DeploymentState::Promoted => "promoted",
+            DeploymentState::RolledBack => "rolled_back",
+            DeploymentState::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which messages a canary takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Clients whose stable hash falls below this percentage (0–100).
+    Share(u8),
+    /// Clients having every one of these labels (`service:label` or a bare label of any service).
+    Labels(Vec<String>),
+}
+
+/// When the automatic rollback stops a canary: over the last `window` or the last
+/// `window_calls` calls of each version, whichever holds fewer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub window: Duration,
+    pub window_calls: u32,
+    /// Candidate calls needed in the window before a decision.
+    pub min_calls: u32,
+    /// The candidate's trap + timeout + permanent-error rate may exceed the stable version's
+    /// by at most this many percentage points.
+    pub error_rate_points: f64,
+    /// The candidate's p99 call time may be at most this multiple of the stable version's.
+    pub p99_ratio: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(30),
+            window_calls: 50,
+            min_calls: 5,
+            error_rate_points: 10.0,
+            p99_ratio: 2.0,
+        }
+    }
+}
+
+/// A deployment to create: the component bytes are stored once per digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDeployment {
+    pub service: String,
+    /// SHA-256 of `wasm`, hex; checked by the store.
+    pub digest: String,
+    pub wasm: Vec<u8>,
+    /// `fleetgate.plugin.v1.WasmConfig` without its path: config bytes, grants, preopens,
+    /// upstreams and limits.
+    pub config: Vec<u8>,
+    pub selection: Selection,
+    pub shadow: bool,
+    pub auto_rollback: bool,
+    pub thresholds: Thresholds,
+    /// Who asked: the admin caller's identity, empty when unknown (plaintext listener).
+    pub requested_by: String,
+}
+
+/// A deployment as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub id: u64,
+    pub service: String,
+    pub digest: String,
+    pub config: Vec<u8>,
+    pub selection: Selection,
+    pub shadow: bool,
+    pub auto_rollback: bool,
+    pub thresholds: Thresholds,
+    pub requested_by: String,
+    pub created: SystemTime,
+    pub updated: SystemTime,
+    pub state: DeploymentState,
+    /// Why it was rolled back; empty otherwise.
+    pub reason: String,
+}
+
+/// What one server serves for one service, as it last reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServingRecord {
+    pub server: String,
+    pub service: String,
+    /// Digest of the version serving everything not picked by a canary.
+    pub stable: String,
+    /// Digest of the canary candidate it serves, empty when none.
+    pub candidate: String,
+    /// The deployment it applied last (canary or promoted), 0 when none.
+    pub deployment: u64,
+    /// Since when it serves this pair of versions.
+    pub since: Option<SystemTime>,
+    /// When it last reported.
+    pub updated: Option<SystemTime>,
+    /// Its statistics of both versions, as the reporting server encoded them (JSON).
+    pub stats: String,
+    /// Why it could not build the deployment's component, empty when it could.
+    pub failure: String,
+}
+
+/// Plugin deployments shared by every server of an installation, and what each one serves.
+/// The invariants are checked in the store's transaction: at most one canary per service, and
+/// only the current canary is promoted or rolled back.
+#[async_trait]
+pub trait DeploymentStore: Send + Sync {
+    /// Stores the component (once per digest) and a new deployment in state `canary`.
+    /// `StoreError::Conflict` if the service has a canary already.
+    async fn create_deployment(&self, d: &NewDeployment) -> Result<Deployment>;
+    /// The service's canary becomes `promoted`; the deployment promoted before it becomes
+    /// `superseded`. `StoreError::Conflict` if there is no canary (or it is not `id`, when
+    /// given).
+    async fn promote_deployment(&self, service: &str, id: Option<u64>) -> Result<Deployment>;
+    /// The service's canary becomes `rolled_back` with `reason`. `StoreError::Conflict` if
+    /// there is no canary (or it is not `id`, when given: a server rolling back what it saw
+    /// never stops a newer deployment).
+    async fn rollback_deployment(
+        &self,
+        service: &str,
+        id: Option<u64>,
+        reason: &str,
+    ) -> Result<Deployment>;
+    /// Every deployment of `service` (all services if `None`), newest first.
+    async fn list_deployments(&self, service: Option<&str>) -> Result<Vec<Deployment>>;
+    /// What the fleet should serve: every deployment in state `canary` or `promoted`, by
+    /// service then id.
+    async fn active_deployments(&self) -> Result<Vec<Deployment>>;
+    /// The component with this digest; `StoreError::NotFound` if none.
+    async fn get_component(&self, digest: &str) -> Result<Vec<u8>>;
+    /// Inserts or replaces the record of (`server`, `service`).
+    async fn record_serving(&self, r: &ServingRecord) -> Result<()>;
+    /// The servers' records for `service` (all if `None`), by service then server.
+    async fn list_serving(&self, service: Option<&str>) -> Result<Vec<ServingRecord>>;
+}
+
 /// Sizes of the pending queue, for the backlog gauge.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PendingCounts {
@@ -423,6 +593,7 @@ pub trait Store:
     + MaintenanceStore
     + LifecycleStore
     + TraceStore
+    + DeploymentStore
     + Send
     + Sync
     + 'static

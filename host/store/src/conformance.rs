@@ -10,6 +10,7 @@ pub mod broadcasts;
 pub mod clients;
 pub mod concurrency;
 pub mod dead_letters;
+pub mod deployments;
 pub mod files;
 pub mod leases;
 pub mod messages;
@@ -53,6 +54,7 @@ pub fn cases() -> Vec<Case> {
         retention::cases(),
         dead_letters::cases(),
         trace::cases(),
+        deployments::cases(),
     ]
     .into_iter()
     .flatten()

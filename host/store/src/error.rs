@@ -14,6 +14,10 @@ pub enum StoreError {
     /// The request itself is wrong (bad ID length, missing creation time, start after end, ...).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The request conflicts with the stored state (a second canary, promoting what is not the
+    /// canary).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The database failed. `retryable` says whether trying again may help (connection loss,
     /// deadlock, lock wait timeout).
     #[error("database error in {op}: {message}")]

@@ -19,6 +19,8 @@
 //! * `dead_letters`: where a message's life ends without success, replay, expiry candidates,
 //!   per-service back-off, the oldest pending message per service.
 //! * `trace`: the message trace (Fleetgate's own table), written in batches, read per message.
+//! * `deployments`: plugin rollout — components by digest, deployments and their states, what
+//!   each server serves.
 //! * `conformance` (feature `conformance` or tests): the datastore conformance suite, run against
 //!   every backend by `tests/sqlite.rs` and `tests/mysql.rs`.
 //!
@@ -34,6 +36,7 @@ mod clients;
 pub mod conformance;
 mod db;
 mod dead_letters;
+mod deployments;
 mod error;
 mod files;
 mod maintenance;

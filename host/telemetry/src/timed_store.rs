@@ -13,9 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use fleetgate_store::{
     AllocationInfo, BroadcastInfo, BroadcastStore, ClientData, ClientStore, ContactRecord,
-    DeadLetter, DeadLetterInfo, DeadLetterQuery, FileStore, LeasedMessage, LifecycleStore,
-    MaintenanceStore, MessageStore, OldestPending, PendingCounts, Replayed, Result, Store,
-    StoreError, TraceRecord, TraceStore,
+    DeadLetter, DeadLetterInfo, DeadLetterQuery, Deployment, DeploymentStore, FileStore,
+    LeasedMessage, LifecycleStore, MaintenanceStore, MessageStore, NewDeployment, OldestPending,
+    PendingCounts, Replayed, Result, ServingRecord, Store, StoreError, TraceRecord, TraceStore,
 };
 use fleetgate_types::pb::fleetspeak::server::{
     Broadcast, Client, ClientContact, ClientResourceUsageRecord,
@@ -134,6 +134,17 @@ timed!(TraceStore {
     fn record_trace(&self, steps: &[TraceRecord]) -> ();
     fn message_trace(&self, id: MessageId) -> Vec<TraceRecord>;
     fn prune_trace(&self, before: SystemTime, limit: usize) -> u64;
+});
+
+timed!(DeploymentStore {
+    fn create_deployment(&self, d: &NewDeployment) -> Deployment;
+    fn promote_deployment(&self, service: &str, id: Option<u64>) -> Deployment;
+    fn rollback_deployment(&self, service: &str, id: Option<u64>, reason: &str) -> Deployment;
+    fn list_deployments(&self, service: Option<&str>) -> Vec<Deployment>;
+    fn active_deployments(&self) -> Vec<Deployment>;
+    fn get_component(&self, digest: &str) -> Vec<u8>;
+    fn record_serving(&self, r: &ServingRecord) -> ();
+    fn list_serving(&self, service: Option<&str>) -> Vec<ServingRecord>;
 });
 
 timed!(Store {

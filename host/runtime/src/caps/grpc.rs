@@ -155,6 +155,11 @@ impl Host for HostState {
                 self.ctx.name
             ))));
         };
+        if let Some(w) = &self.ctx.host.withheld {
+            w.grpc_calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Ok(()));
+        }
         // The message being processed, unchanged, goes out exactly as stored.
         let pb = match self.current.as_ref() {
             Some(current) if to_wit(current) == message => current.clone(),

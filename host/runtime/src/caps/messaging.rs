@@ -29,6 +29,11 @@ impl Host for HostState {
             service_name: self.ctx.name.clone(),
         });
         m.creation_time = None;
+        if let Some(w) = &self.ctx.host.withheld {
+            w.messages
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(Ok(()));
+        }
         let sink = self.ctx.host.sink.clone();
         Ok(self.meter.off_budget(sink.send(m)).await)
     }

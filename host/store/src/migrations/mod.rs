@@ -23,6 +23,7 @@ mod m0011_broadcast_sent;
 mod m0012_files;
 mod m0013_dead_letters;
 mod m0014_message_trace;
+mod m0015_deployments;
 
 pub(crate) struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_files::Migration),
             Box::new(m0013_dead_letters::Migration),
             Box::new(m0014_message_trace::Migration),
+            Box::new(m0015_deployments::Migration),
         ]
     }
 }
