@@ -121,7 +121,12 @@ fn write_config(p: &TagPlugins) {
 async fn start(p: &TagPlugins) -> Server {
     write_config(p);
     Server::start(ServerOptions {
-        extra_args: vec!["--services_config".into(), p.config().display().to_string()],
+        extra_args: vec![
+            "--services_config".into(),
+            p.config().display().to_string(),
+            "--stats_listen".into(),
+            "127.0.0.1:0".into(),
+        ],
         ..Default::default()
     })
     .await
@@ -358,6 +363,14 @@ async fn a_trapping_canary_rolls_back_by_itself_and_the_stable_version_processes
     );
     let text = ok_text(admin(&server, &["plugins", "status", "Tag"]), "status");
     assert!(text.contains("rolled_back: automatic rollback"), "{text}");
+    let stats = fleetgate_tests::scrape::ready_addr(&server, "stats");
+    let n = fleetgate_tests::scrape::metric(
+        stats,
+        r#"fleetgate_plugin_rollout_events_total{service="Tag",event="automatic_rollback"}"#,
+    )
+    .await
+    .expect("scrape");
+    assert_eq!(n, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -291,8 +291,10 @@ impl Rollout {
             );
             if want_ids == have.ids() {
                 if let Some((id, c)) = &have.canary {
-                    if let Some(reason) = c.tripped() {
-                        self.roll_back(&service, *id, reason).await;
+                    if let Some(reason) = c.tripped()
+                        && self.roll_back(&service, *id, reason).await
+                    {
+                        self.event(&service, "automatic_rollback");
                     }
                     self.report(&service, &have).await;
                 }
@@ -309,16 +311,29 @@ impl Rollout {
         Ok(())
     }
 
-    async fn roll_back(&self, service: &str, id: u64, reason: &str) {
+    fn event(&self, service: &str, event: &'static str) {
+        if let Some(m) = self.engine.metrics() {
+            m.plugin_rollout_event(service, event);
+        }
+    }
+
+    /// Rolls the canary `id` back in the store; whether this call did it.
+    async fn roll_back(&self, service: &str, id: u64, reason: &str) -> bool {
         match self
             .store
             .rollback_deployment(service, Some(id), reason)
             .await
         {
-            Ok(_) => tracing::warn!(service, deployment = id, "deployment rolled back: {reason}"),
+            Ok(_) => {
+                tracing::warn!(service, deployment = id, "deployment rolled back: {reason}");
+                true
+            }
             // Someone else (another server, an operator) ended it first.
-            Err(fleetgate_store::StoreError::Conflict(_)) => {}
-            Err(e) => tracing::warn!(service, deployment = id, "recording the rollback: {e}"),
+            Err(fleetgate_store::StoreError::Conflict(_)) => false,
+            Err(e) => {
+                tracing::warn!(service, deployment = id, "recording the rollback: {e}");
+                false
+            }
         }
     }
 
@@ -419,6 +434,7 @@ impl Rollout {
                     );
                     tracing::error!(service, deployment = d.id, "{reason}");
                     next.failure = reason.clone();
+                    self.event(service, "build_failure");
                     self.roll_back(service, d.id, &reason).await;
                 }
             }
@@ -452,6 +468,7 @@ impl Rollout {
         {
             tracing::error!(service, "applying the deployment: {e}");
         }
+        self.event(service, "applied");
         tracing::info!(
             service,
             promoted = ?next.promoted.as_ref().map(|p| p.0),
