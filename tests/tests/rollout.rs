@@ -494,6 +494,20 @@ async fn bad_deploys_are_refused_naming_what_is_wrong_and_change_nothing() {
     assert_eq!(v[0]["reason"], "rolled back by an operator");
 }
 
+/// Seconds since midnight (UTC) of a log line's timestamp, e.g. `2026-12-08T04:14:00.441486Z`
+/// after any colour codes.
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.find('T').map(|i| &line[i + 1..])?;
+    let end = t.find('Z')?;
+    let mut parts = t[..end].split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
 /// The services config of the fleet: `TestService` (what the clients' echo daemons answer to)
 /// running `p`'s component, retried after 1 s when it fails temporarily.
 fn fleet_services(p: &TagPlugins) -> String {
@@ -740,6 +754,27 @@ async fn on_two_frontends_and_an_admin_server_every_server_converges() {
     println!(
         "first echo -> rolled back on every server: {:?}",
         started.elapsed()
+    );
+    // From the servers' own logs: the first trap anywhere to the last server's switch.
+    let nodes: Vec<&fleetgate_tests::node::Node> = std::iter::once(&fleet.admin_node)
+        .chain(fleet.frontends.iter().map(|f| &f.node))
+        .collect();
+    let first_trap = nodes
+        .iter()
+        .flat_map(|n| n.log_lines("memory limit"))
+        .filter_map(|l| log_time(&l))
+        .fold(f64::MAX, f64::min);
+    let switched = nodes
+        .iter()
+        .filter_map(|n| {
+            n.log_lines("plugin deployments applied")
+                .last()
+                .and_then(|l| log_time(l))
+        })
+        .fold(0.0, f64::max);
+    println!(
+        "first trap -> the last server sends everything to stable (from the logs): {:.0} ms",
+        (switched - first_trap) * 1000.0
     );
     let bombed_ids: Vec<String> = bombed.iter().map(|(_, r)| r.clone()).collect();
     let tags = processed_once(&p, &bombed_ids).await;
