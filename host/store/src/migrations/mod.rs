@@ -22,7 +22,9 @@ mod m0011_broadcast_sent;
 mod m0012_files;
 mod m0013_dead_letters;
 // m0014 is the message trace's.
-mod m0015_deployments;
+mod m0015_components;
+mod m0016_deployments;
+mod m0017_deployment_servers;
 
 pub(crate) struct Migrator;
 
@@ -43,7 +45,9 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_broadcast_sent::Migration),
             Box::new(m0012_files::Migration),
             Box::new(m0013_dead_letters::Migration),
-            Box::new(m0015_deployments::Migration),
+            Box::new(m0015_components::Migration),
+            Box::new(m0016_deployments::Migration),
+            Box::new(m0017_deployment_servers::Migration),
         ]
     }
 }
