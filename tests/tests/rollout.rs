@@ -121,7 +121,12 @@ fn write_config(p: &TagPlugins) {
 async fn start(p: &TagPlugins) -> Server {
     write_config(p);
     Server::start(ServerOptions {
-        extra_args: vec!["--services_config".into(), p.config().display().to_string()],
+        extra_args: vec![
+            "--services_config".into(),
+            p.config().display().to_string(),
+            "--stats_listen".into(),
+            "127.0.0.1:0".into(),
+        ],
         ..Default::default()
     })
     .await
@@ -358,6 +363,14 @@ async fn a_trapping_canary_rolls_back_by_itself_and_the_stable_version_processes
     );
     let text = ok_text(admin(&server, &["plugins", "status", "Tag"]), "status");
     assert!(text.contains("rolled_back: automatic rollback"), "{text}");
+    let stats = fleetgate_tests::scrape::ready_addr(&server, "stats");
+    let n = fleetgate_tests::scrape::metric(
+        stats,
+        r#"fleetgate_plugin_rollout_events_total{service="Tag",event="automatic_rollback"}"#,
+    )
+    .await
+    .expect("scrape");
+    assert_eq!(n, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,6 +492,20 @@ async fn bad_deploys_are_refused_naming_what_is_wrong_and_change_nothing() {
     assert_eq!(v[0]["state"], "rolled_back");
     assert_eq!(v[0]["labels"][0], "client:canary");
     assert_eq!(v[0]["reason"], "rolled back by an operator");
+}
+
+/// Seconds since midnight (UTC) of a log line's timestamp, e.g. `2026-12-08T04:14:00.441486Z`
+/// after any colour codes.
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.find('T').map(|i| &line[i + 1..])?;
+    let end = t.find('Z')?;
+    let mut parts = t[..end].split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 /// The services config of the fleet: `TestService` (what the clients' echo daemons answer to)
@@ -728,6 +755,27 @@ async fn on_two_frontends_and_an_admin_server_every_server_converges() {
         "first echo -> rolled back on every server: {:?}",
         started.elapsed()
     );
+    // From the servers' own logs: the first trap anywhere to the last server's switch.
+    let nodes: Vec<&fleetgate_tests::node::Node> = std::iter::once(&fleet.admin_node)
+        .chain(fleet.frontends.iter().map(|f| &f.node))
+        .collect();
+    let first_trap = nodes
+        .iter()
+        .flat_map(|n| n.log_lines("memory limit"))
+        .filter_map(|l| log_time(&l))
+        .fold(f64::MAX, f64::min);
+    let switched = nodes
+        .iter()
+        .filter_map(|n| {
+            n.log_lines("plugin deployments applied")
+                .last()
+                .and_then(|l| log_time(l))
+        })
+        .fold(0.0, f64::max);
+    println!(
+        "first trap -> the last server sends everything to stable (from the logs): {:.0} ms",
+        (switched - first_trap) * 1000.0
+    );
     let bombed_ids: Vec<String> = bombed.iter().map(|(_, r)| r.clone()).collect();
     let tags = processed_once(&p, &bombed_ids).await;
     assert!(
@@ -843,5 +891,178 @@ async fn a_shadow_run_reports_differences_and_changes_nothing_for_clients() {
     assert!(
         text.contains("failed only on the candidate") && text.contains("shadow"),
         "{text}"
+    );
+}
+
+/// Behind a `GRPC` service and GRR's Python Processor: a deployment of the forwarder component
+/// takes the service's upstream from the services file; at 100 % every message reaches the
+/// Processor through the candidate, once; then a candidate that traps at 50 % with
+/// `--auto-rollback` is rolled back and every one of its messages reaches the Processor once,
+/// through the stable version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_grrs_processor_every_message_arrives_once() {
+    use fleetgate_tests::grr::GrrConnector;
+    const GRR: &str = "GRR";
+    let grr_addr = fleetgate_tests::ports::free_addr();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("server.services.config");
+    let services = grr::grpc_services_config(&[(GRR, grr_addr)]);
+    let services = services
+        .trim_end()
+        .strip_suffix('}')
+        .expect("a services block")
+        .to_owned()
+        + "  retry_policy {\n    initial_backoff { seconds: 1 }\n    backoff_multiplier: 1\n  }\n}\n";
+    std::fs::write(&config, services).expect("services config");
+    let server = Server::start(ServerOptions {
+        extra_args: vec!["--services_config".into(), config.display().to_string()],
+        ..Default::default()
+    })
+    .await;
+    let connector = GrrConnector::start(
+        &server.root().join("grr"),
+        GRR,
+        grr_addr,
+        server.admin_addr(),
+    )
+    .await;
+    let release =
+        fleetgate_tests::env::workspace_root().join("plugins/target/wasm32-wasip2/release");
+    let forwarder = release.join("grpc_forwarder.wasm");
+    let trap = release.join("test_trap.wasm");
+    let forwarder_digest = digest(&std::fs::read(&forwarder).expect("the forwarder"));
+    let trap_digest = digest(&std::fs::read(&trap).expect("the trap plugin"));
+    let deploy = |file: &Path, share: &str, auto: bool| {
+        let mut args = vec![
+            "plugins".to_owned(),
+            "deploy".into(),
+            GRR.into(),
+            file.display().to_string(),
+            "--share".into(),
+            share.into(),
+        ];
+        if auto {
+            args.extend(["--auto-rollback".into(), "--min-calls".into(), "2".into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok_text(admin(&server, &args), "deploy")
+    };
+    let grr_status = || {
+        let text = ok_text(
+            admin(&server, &["plugins", "status", GRR, "--json"]),
+            "status",
+        );
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        v[0].clone()
+    };
+    let serving = |candidate: String| {
+        let grr_status = &grr_status;
+        async move {
+            eventually(
+                Duration::from_secs(20),
+                "the server to converge",
+                || async {
+                    let s = grr_status();
+                    let v = &s["servers"][0];
+                    ensure!(v["candidate_digest"] == candidate.as_str(), "{s}");
+                    Ok(())
+                },
+            )
+            .await
+        }
+    };
+    // Clients send `count` messages of `message_type`; returns the server-side IDs.
+    let send = |message_type: &'static str, count: usize| {
+        let server = &server;
+        async move {
+            let c = GoClient::start(
+                server,
+                ClientOptions {
+                    services: vec![GRR.into()],
+                    program: grr::sender(&[(GRR, message_type, count)]),
+                    ..Default::default()
+                },
+            )
+            .await;
+            let id = c.client_id().await;
+            let sent = eventually(Duration::from_secs(60), "the daemon to send", || async {
+                c.check_running()?;
+                let s = grr::sent(&c, GRR);
+                ensure!(s.len() == count, "{} of {count} sent", s.len());
+                Ok(s)
+            })
+            .await;
+            let ids: Vec<Vec<u8>> = sent
+                .iter()
+                .map(|s| checks::client_message_id(&id, GRR, &s.source_message_id))
+                .collect();
+            (c, id, ids)
+        }
+    };
+    let arrived_once = |ids: Vec<Vec<u8>>| {
+        let connector = &connector;
+        async move {
+            eventually(
+                Duration::from_secs(60),
+                "the Processor to get all",
+                || async {
+                    let got = connector.received();
+                    let missing = ids
+                        .iter()
+                        .filter(|i| !got.iter().any(|g| &g.id == *i))
+                        .count();
+                    ensure!(missing == 0, "{missing} of {} not received", ids.len());
+                    Ok(())
+                },
+            )
+            .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let got = connector.received();
+            for i in &ids {
+                let n = got.iter().filter(|g| &g.id == i).count();
+                assert_eq!(n, 1, "{} received {n} times", hex::encode(i));
+            }
+        }
+    };
+
+    deploy(&forwarder, "100", false);
+    serving(forwarder_digest.clone()).await;
+    let (_c1, _, ids) = send("GrrMessage", 4).await;
+    arrived_once(ids.clone()).await;
+    let s = grr_status();
+    assert_eq!(s["candidate_stats"]["calls"].as_u64(), Some(4), "{s}");
+    ok_text(admin(&server, &["plugins", "promote", GRR]), "promote");
+    serving(String::new()).await;
+
+    // A trapping candidate over the promoted forwarder. Clients start until one the split
+    // picks has sent; every message, trapped or not, reaches the Processor once.
+    deploy(&trap, "50", true);
+    serving(trap_digest).await;
+    let d = grr_status()["canary"]["id"].as_u64().expect("canary id");
+    let mut senders = Vec::new();
+    loop {
+        let (c, id, ids) = send("trap", 3).await;
+        senders.push(c);
+        arrived_once(ids).await;
+        if picked(&id, d, 50) {
+            break;
+        }
+        assert!(senders.len() < 8, "no client picked by the canary");
+    }
+    let s = eventually(
+        Duration::from_secs(30),
+        "the automatic rollback",
+        || async {
+            let s = grr_status();
+            ensure!(s["latest"]["state"] == "rolled_back", "{}", s["latest"]);
+            Ok(s)
+        },
+    )
+    .await;
+    assert!(
+        s["latest"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("automatic rollback")),
+        "{s}"
     );
 }

@@ -9,7 +9,9 @@
 //!   (definitions in `args`).
 //!
 //! This crate only wires: it turns configuration into each crate's settings, spawns tasks, and
-//! stops them on SIGINT/SIGTERM. SIGHUP reloads the plugins (see `reload`).
+//! stops them on SIGINT/SIGTERM. SIGHUP reloads the plugins (see `reload`); `rollout` follows
+//! the plugin deployments of the shared store (the decisions live in the store's invariants and
+//! `fleetgate_runtime::canary`; the loop only builds what the store says and swaps it in).
 #![forbid(unsafe_code)]
 
 mod admin_cli;

@@ -207,6 +207,33 @@ fn stats_json(a: &Applied) -> String {
     }
 }
 
+/// What `a` makes of the file's generation of its service (see `Generations::set_overlay`):
+/// the canary over it (a reload changes the canary's stable version unless a promoted
+/// deployment is the stable one), the promoted candidate instead of it, or nothing.
+fn overlay(a: &Applied) -> Option<Overlay> {
+    match (&a.canary, &a.promoted) {
+        (Some((_, c)), promoted) => {
+            let (c, fixed) = (c.clone(), promoted.is_some());
+            Some(Arc::new(move |base: Option<&Generation>| {
+                if !fixed && let Some(g) = base {
+                    c.set_stable(Version {
+                        service: g.built.service(),
+                        component: g.built.component.clone(),
+                    });
+                }
+                Some(entry_like(c.clone(), base))
+            }))
+        }
+        (None, Some((_, p))) => {
+            let p = p.clone();
+            Some(Arc::new(move |base: Option<&Generation>| {
+                Some(entry_like(p.clone(), base))
+            }))
+        }
+        (None, None) => None,
+    }
+}
+
 impl Rollout {
     pub fn new(engine: Engine, plugins: Arc<crate::plugins::Plugins>, server: String) -> Self {
         Self {
@@ -291,8 +318,10 @@ impl Rollout {
             );
             if want_ids == have.ids() {
                 if let Some((id, c)) = &have.canary {
-                    if let Some(reason) = c.tripped() {
-                        self.roll_back(&service, *id, reason).await;
+                    if let Some(reason) = c.tripped()
+                        && self.roll_back(&service, *id, reason).await
+                    {
+                        self.event(&service, "automatic_rollback");
                     }
                     self.report(&service, &have).await;
                 }
@@ -309,16 +338,29 @@ impl Rollout {
         Ok(())
     }
 
-    async fn roll_back(&self, service: &str, id: u64, reason: &str) {
+    fn event(&self, service: &str, event: &'static str) {
+        if let Some(m) = self.engine.metrics() {
+            m.plugin_rollout_event(service, event);
+        }
+    }
+
+    /// Rolls the canary `id` back in the store; whether this call did it.
+    async fn roll_back(&self, service: &str, id: u64, reason: &str) -> bool {
         match self
             .store
             .rollback_deployment(service, Some(id), reason)
             .await
         {
-            Ok(_) => tracing::warn!(service, deployment = id, "deployment rolled back: {reason}"),
+            Ok(_) => {
+                tracing::warn!(service, deployment = id, "deployment rolled back: {reason}");
+                true
+            }
             // Someone else (another server, an operator) ended it first.
-            Err(fleetgate_store::StoreError::Conflict(_)) => {}
-            Err(e) => tracing::warn!(service, deployment = id, "recording the rollback: {e}"),
+            Err(fleetgate_store::StoreError::Conflict(_)) => false,
+            Err(e) => {
+                tracing::warn!(service, deployment = id, "recording the rollback: {e}");
+                false
+            }
         }
     }
 
@@ -334,124 +376,39 @@ impl Rollout {
             ..Default::default()
         };
         if let Some(d) = promoted {
-            match &have.promoted {
-                Some((id, c)) if *id == d.id => next.promoted = Some((*id, c.clone())),
-                _ => match have
-                    .canary
-                    .as_ref()
-                    .filter(|(id, c)| *id == d.id && c.shadow().is_none())
-                {
-                    // The canary we serve was promoted: its candidate is already built (a
-                    // shadow run's is rebuilt, with its side effects).
-                    Some((_, c)) => {
-                        if let Some(comp) = c.candidate().component.clone() {
-                            next.promoted = Some((d.id, comp));
-                        }
-                    }
-                    None => match self.component(&d).await {
-                        Ok(c) => next.promoted = Some((d.id, c)),
-                        Err(e) => {
-                            tracing::error!(
-                                service,
-                                deployment = d.id,
-                                "cannot build the promoted deployment, the services file serves: {e}"
-                            );
-                            next.failure = format!("deployment {}: {e}", d.id);
-                        }
-                    },
-                },
+            match self.promoted(have, &d).await {
+                Ok(c) => next.promoted = Some((d.id, c)),
+                Err(e) => {
+                    tracing::error!(
+                        service,
+                        deployment = d.id,
+                        "cannot build the promoted deployment, the services file serves: {e}"
+                    );
+                    next.failure = format!("deployment {}: {e}", d.id);
+                }
             }
         }
         if let Some(d) = canary {
-            let shadow = d
-                .shadow
-                .then(|| Arc::new(fleetgate_runtime::canary::ShadowStats::default()));
-            let candidate = match &have.canary {
-                Some((id, c)) if *id == d.id => {
-                    c.candidate().component.clone().ok_or_else(String::new)
-                }
-                _ => {
-                    self.build(&d, shadow.as_ref().map(|s| s.withheld.clone()))
-                        .await
-                }
-            };
-            match candidate {
-                Ok(candidate) => {
-                    let stable = next.promoted.as_ref().map(|(_, p)| Version::of(p.clone()));
-                    let base_stable =
-                        self.plugins
-                            .generations()
-                            .current()
-                            .get(service)
-                            .map(|g| Version {
-                                service: g.built.service(),
-                                component: g.built.component.clone(),
-                            });
-                    match stable.or(base_stable) {
-                        Some(s) => {
-                            let mut c = Canary::new(
-                                d.id,
-                                s,
-                                Version::of(candidate),
-                                selection(&d),
-                                self.engine.clone(),
-                                thresholds(&d),
-                                d.auto_rollback,
-                            );
-                            if let Some(stats) = shadow {
-                                c = c.shadowing(stats);
-                            }
-                            let c = Arc::new(c);
-                            next.canary = Some((d.id, c));
-                        }
-                        None => {
-                            next.failure = format!(
-                                "deployment {}: no stable version of {service:?} to canary against",
-                                d.id
-                            );
-                        }
-                    }
-                }
-                Err(e) => {
-                    let reason = format!(
-                        "server {} could not build sha256:{}: {e}",
-                        self.server, d.digest
-                    );
+            let stable = next.promoted.as_ref().map(|(_, p)| Version::of(p.clone()));
+            match self.canary(service, have, &d, stable).await {
+                Ok(c) => next.canary = Some((d.id, c)),
+                Err(reason) => {
                     tracing::error!(service, deployment = d.id, "{reason}");
                     next.failure = reason.clone();
+                    self.event(service, "build_failure");
                     self.roll_back(service, d.id, &reason).await;
                 }
             }
         }
-        let overlay: Option<Overlay> = match (&next.canary, &next.promoted) {
-            (Some((_, c)), promoted) => {
-                let (c, fixed) = (c.clone(), promoted.is_some());
-                Some(Arc::new(move |base: Option<&Generation>| {
-                    if !fixed && let Some(g) = base {
-                        c.set_stable(Version {
-                            service: g.built.service(),
-                            component: g.built.component.clone(),
-                        });
-                    }
-                    Some(entry_like(c.clone(), base))
-                }))
-            }
-            (None, Some((_, p))) => {
-                let p = p.clone();
-                Some(Arc::new(move |base: Option<&Generation>| {
-                    Some(entry_like(p.clone(), base))
-                }))
-            }
-            (None, None) => None,
-        };
         if let Err(e) = self
             .plugins
             .generations()
-            .set_overlay(service, overlay)
+            .set_overlay(service, overlay(&next))
             .await
         {
             tracing::error!(service, "applying the deployment: {e}");
         }
+        self.event(service, "applied");
         tracing::info!(
             service,
             promoted = ?next.promoted.as_ref().map(|p| p.0),
@@ -459,6 +416,87 @@ impl Rollout {
             "plugin deployments applied"
         );
         next
+    }
+
+    /// The promoted deployment's component: kept if it already serves, the canary's candidate
+    /// if that is what was promoted (a shadow run's is rebuilt, with its side effects), else
+    /// built.
+    async fn promoted(
+        &self,
+        have: &Applied,
+        d: &Deployment,
+    ) -> Result<Arc<ComponentService>, String> {
+        if let Some((id, c)) = &have.promoted
+            && *id == d.id
+        {
+            return Ok(c.clone());
+        }
+        if let Some((id, c)) = &have.canary
+            && *id == d.id
+            && c.shadow().is_none()
+            && let Some(comp) = c.candidate().component.clone()
+        {
+            return Ok(comp);
+        }
+        self.component(d).await
+    }
+
+    /// The canary of `d` over `stable` (the file's version when `None`). The error is the
+    /// rollback reason.
+    async fn canary(
+        &self,
+        service: &str,
+        have: &Applied,
+        d: &Deployment,
+        stable: Option<Version>,
+    ) -> Result<Arc<Canary>, String> {
+        let shadow = d
+            .shadow
+            .then(|| Arc::new(fleetgate_runtime::canary::ShadowStats::default()));
+        let reused = match &have.canary {
+            Some((id, c)) if *id == d.id => c.candidate().component.clone(),
+            _ => None,
+        };
+        let candidate = match reused {
+            Some(c) => c,
+            None => self
+                .build(d, shadow.as_ref().map(|s| s.withheld.clone()))
+                .await
+                .map_err(|e| {
+                    format!(
+                        "server {} could not build sha256:{}: {e}",
+                        self.server, d.digest
+                    )
+                })?,
+        };
+        let base = self
+            .plugins
+            .generations()
+            .current()
+            .get(service)
+            .map(|g| Version {
+                service: g.built.service(),
+                component: g.built.component.clone(),
+            });
+        let stable = stable.or(base).ok_or_else(|| {
+            format!(
+                "deployment {}: no stable version of {service:?} to canary against",
+                d.id
+            )
+        })?;
+        let mut c = Canary::new(
+            d.id,
+            stable,
+            Version::of(candidate),
+            selection(d),
+            self.engine.clone(),
+            thresholds(d),
+            d.auto_rollback,
+        );
+        if let Some(stats) = shadow {
+            c = c.shadowing(stats);
+        }
+        Ok(Arc::new(c))
     }
 
     async fn report(&self, service: &str, a: &Applied) {

@@ -95,6 +95,7 @@ struct Families {
     oldest_pending: Family<Gauge>,
     trace_written: Family<Counter>,
     trace_dropped: Family<Counter>,
+    rollout_events: Family<Counter>,
 }
 
 fn counter(
@@ -226,6 +227,11 @@ impl Default for Families {
                 "Client-bound messages not delivered within their expiry, by destination service.",
                 &["service"],
             ),
+            rollout_events: counter(
+                "fleetgate_plugin_rollout_events_total",
+                "Plugin deployment events on this server: applied, automatic_rollback, build_failure.",
+                &["service", "event"],
+            ),
             oldest_pending: gauge(
                 "fleetgate_oldest_pending_message_age_seconds",
                 "Age of the oldest pending message, by destination service and direction \
@@ -304,6 +310,14 @@ impl Metrics {
             .processing_latency
             .get(&[&service])
             .observe_duration(took);
+    }
+
+    /// A plugin deployment event on this server; `event` is `applied` (it switched to the
+    /// store's deployments of the service), `automatic_rollback` (its canary passed a threshold
+    /// here) or `build_failure` (it could not build a candidate).
+    pub fn plugin_rollout_event(&self, service: &str, event: &'static str) {
+        let service = self.inner.services.value(service);
+        self.inner.rollout_events.get(&[&service, event]).inc_by(1);
     }
 
     /// A message moved to the dead letters; `reason` is a fixed word.
@@ -455,6 +469,10 @@ impl Metrics {
         i.admin_refused.encode(&mut out);
         i.trace_written.encode(&mut out);
         i.trace_dropped.encode(&mut out);
+        i.dead_letters.encode(&mut out);
+        i.expired.encode(&mut out);
+        i.oldest_pending.encode(&mut out);
+        i.rollout_events.encode(&mut out);
         out
     }
 }
@@ -482,6 +500,8 @@ mod tests {
         m.plugin_call("GRR", 0, PluginOutcome::Trap, Duration::from_millis(3));
         m.store_operation("ping", false, Duration::from_millis(1));
         m.plugin_reload(false);
+        m.message_dead_lettered("GRR", "expired");
+        m.plugin_rollout_event("GRR", "automatic_rollback");
         let text = m.encode();
         for line in [
             "fleetgate_client_contacts_total{kind=\"stream\"} 1",
@@ -491,6 +511,9 @@ mod tests {
             "fleetgate_plugin_calls_total{service=\"GRR\",generation=\"0\",outcome=\"trap\"} 1",
             "fleetgate_store_operation_seconds_count{operation=\"ping\",errored=\"false\"} 1",
             "fleetgate_plugin_reloads_total{outcome=\"refused\"} 1",
+            "fleetgate_dead_letters_total{service=\"GRR\",reason=\"expired\"} 1",
+            "fleetgate_messages_expired_total{service=\"GRR\"} 1",
+            "fleetgate_plugin_rollout_events_total{service=\"GRR\",event=\"automatic_rollback\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

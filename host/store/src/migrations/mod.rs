@@ -23,7 +23,9 @@ mod m0011_broadcast_sent;
 mod m0012_files;
 mod m0013_dead_letters;
 mod m0014_message_trace;
-mod m0015_deployments;
+mod m0015_components;
+mod m0016_deployments;
+mod m0017_deployment_servers;
 
 pub(crate) struct Migrator;
 
@@ -45,7 +47,9 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_files::Migration),
             Box::new(m0013_dead_letters::Migration),
             Box::new(m0014_message_trace::Migration),
-            Box::new(m0015_deployments::Migration),
+            Box::new(m0015_components::Migration),
+            Box::new(m0016_deployments::Migration),
+            Box::new(m0017_deployment_servers::Migration),
         ]
     }
 }
