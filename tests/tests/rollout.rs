@@ -80,6 +80,16 @@ async fn wait_serving(server: &Server, stable: &str, candidate: &str) -> Duratio
     start.elapsed()
 }
 
+/// `Tag` as `plugins list --json` shows it.
+fn tag_listed(server: &Server) -> Value {
+    let text = ok_text(admin(server, &["--json", "plugins", "list"]), "list");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    v.as_array()
+        .and_then(|a| a.iter().find(|p| p["service"] == "Tag"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no Tag in {text}"))
+}
+
 /// Tag files by name: `<id>` holds the tag of the build that processed message `<id>`.
 fn tag_files(dir: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(dir)
@@ -234,6 +244,16 @@ async fn a_canary_splits_clients_by_hash_and_promotion_moves_everyone() {
     let deployment = d["id"].as_u64().expect("deployment id");
     let took = wait_serving(&server, &digest(&a), &digest(&b)).await;
     println!("deploy -> serving the canary: {took:?}");
+    let listed = tag_listed(&server);
+    assert_eq!(
+        (
+            listed["digest"].as_str(),
+            listed["candidate_digest"].as_str()
+        ),
+        (Some(digest(&a).as_str()), Some(digest(&b).as_str())),
+        "{listed}"
+    );
+    assert_eq!(listed["deployment"], deployment, "{listed}");
 
     const CLIENTS: usize = 6;
     const EACH: usize = 4;
@@ -285,6 +305,16 @@ async fn a_canary_splits_clients_by_hash_and_promotion_moves_everyone() {
 
     // A reload of the services file keeps the promoted deployment on top.
     ok_text(admin(&server, &["plugins", "reload"]), "reload");
+    let listed = tag_listed(&server);
+    assert_eq!(listed["digest"], digest(&b), "{listed}");
+    assert_eq!(listed["candidate_digest"], "", "{listed}");
+    let text = ok_text(admin(&server, &["plugins", "list"]), "list");
+    assert!(
+        text.contains(&format!(
+            "Tag: deployment {deployment} on top of the services config, promoted"
+        )),
+        "{text}"
+    );
     let again = sender(&server, "m", 2).await;
     let (_, again_ids) = sent_ids(&again, 2).await;
     let tags = processed_once(&p, &again_ids).await;

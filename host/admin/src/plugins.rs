@@ -22,6 +22,10 @@ pub struct PluginStatus {
     pub traps: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The deployment on top of the services file's entry, 0 when none.
+    pub deployment: u64,
+    /// The canary's candidate digest, empty when none.
+    pub candidate_digest: String,
 }
 
 /// Listing and reloading plugins. `reload` re-reads the service configuration and swaps every
@@ -55,6 +59,8 @@ impl From<PluginStatus> for pb::PluginStatus {
             traps: p.traps,
             p50_ms: p.p50_ms,
             p99_ms: p.p99_ms,
+            deployment: p.deployment,
+            candidate_digest: p.candidate_digest,
         }
     }
 }

@@ -265,6 +265,8 @@ fn plugin_json(p: &fleetgate_pb::fleetgate::admin::v1::PluginStatus) -> Value {
         "traps": p.traps,
         "p50_ms": p.p50_ms,
         "p99_ms": p.p99_ms,
+        "deployment": p.deployment,
+        "candidate_digest": p.candidate_digest,
     })
 }
 
@@ -304,6 +306,22 @@ pub fn plugins(ps: &[fleetgate_pb::fleetgate::admin::v1::PluginStatus], json: bo
             p.traps,
             p.p50_ms,
             p.p99_ms
+        );
+    }
+    for p in ps.iter().filter(|p| p.deployment != 0) {
+        out += &format!(
+            "\n{}: deployment {} on top of the services config{} (`plugins status {}`)",
+            p.service,
+            p.deployment,
+            if p.candidate_digest.is_empty() {
+                ", promoted".to_owned()
+            } else {
+                format!(
+                    ", canary {}",
+                    p.candidate_digest.get(..12).unwrap_or(&p.candidate_digest)
+                )
+            },
+            p.service
         );
     }
     out

@@ -17,8 +17,20 @@ use fleetgate_types::Clock;
 use crate::reload::Source;
 use crate::routing::Router;
 
+/// What the deployments make of one service (set by the rollout loop), for `ListPlugins`.
+#[derive(Clone)]
+pub struct Deployed {
+    pub deployment: u64,
+    /// The promoted component serving instead of the file's, if any.
+    pub promoted: Option<Arc<fleetgate_runtime::ComponentService>>,
+    /// The canary's candidate digest, empty when none.
+    pub candidate: String,
+}
+
 /// The services this server runs, and where to read them again.
 pub struct Plugins {
+    /// Deployments on top of the file's services, by service.
+    deployed: std::sync::RwLock<std::collections::BTreeMap<String, Deployed>>,
     generations: Generations,
     source: Source,
     /// Reloads refused because the source could not be read (build failures are counted by
@@ -64,6 +76,7 @@ pub async fn install(
         tracing::info!(service = %b.name, factory = %b.factory, digest = %short(g.digest()), "service installed");
     }
     Ok(Plugins {
+        deployed: Default::default(),
         generations,
         source,
         unreadable: AtomicU64::new(0),
@@ -74,6 +87,15 @@ pub async fn install(
 }
 
 impl Plugins {
+    /// Records what the deployments make of `service` (`None`: nothing, the file serves).
+    pub fn set_deployed(&self, service: &str, d: Option<Deployed>) {
+        let mut m = self.deployed.write().unwrap_or_else(|p| p.into_inner());
+        match d {
+            Some(d) => m.insert(service.to_owned(), d),
+            None => m.remove(service),
+        };
+    }
+
     /// The installed services, with the deployments' overlays.
     pub fn generations(&self) -> &Generations {
         &self.generations
@@ -151,7 +173,25 @@ impl Plugins {
 
     fn statuses(&self) -> Vec<PluginStatus> {
         let current = self.generations.current();
-        let services = current.values().map(status);
+        let deployed = self
+            .deployed
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let services = current.values().map(|g| {
+            let mut s = status(g);
+            if let Some(d) = deployed.get(&s.service) {
+                s.deployment = d.deployment;
+                s.candidate_digest = d.candidate.clone();
+                if let Some(p) = &d.promoted {
+                    let st = p.stats();
+                    s.digest = p.digest().to_owned();
+                    (s.calls, s.errors, s.traps, s.p50_ms, s.p99_ms) =
+                        (st.calls, st.errors, st.traps, st.p50_ms, st.p99_ms);
+                }
+            }
+            s
+        });
         services
             .chain(self.router.as_ref().map(Router::status))
             .collect()

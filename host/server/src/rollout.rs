@@ -408,6 +408,23 @@ impl Rollout {
         {
             tracing::error!(service, "applying the deployment: {e}");
         }
+        let deployed = next
+            .canary
+            .as_ref()
+            .map(|c| c.0)
+            .or(next.promoted.as_ref().map(|p| p.0));
+        self.plugins.set_deployed(
+            service,
+            deployed.map(|deployment| crate::plugins::Deployed {
+                deployment,
+                promoted: next.promoted.as_ref().map(|p| p.1.clone()),
+                candidate: next
+                    .canary
+                    .as_ref()
+                    .map(|(_, c)| c.candidate().digest())
+                    .unwrap_or_default(),
+            }),
+        );
         self.event(service, "applied");
         tracing::info!(
             service,

@@ -116,6 +116,21 @@ fn check_new(d: &NewDeployment) -> Result<()> {
     }
 }
 
+/// A violation of `canary_of`'s unique key is a second canary that slipped past the locking
+/// read (another server's deploy committed in between): a conflict, not a database failure.
+fn second_canary(e: StoreError, service: &str) -> StoreError {
+    match &e {
+        StoreError::Backend { message, .. }
+            if message.contains("Duplicate entry") || message.contains("UNIQUE constraint") =>
+        {
+            StoreError::Conflict(format!(
+                "service {service:?} already has a deployment in canary; promote or roll it back first"
+            ))
+        }
+        _ => e,
+    }
+}
+
 /// The service's canary, locked, or a conflict naming what is missing.
 async fn canary<C: ConnectionTrait>(
     q: &Q<'_, C>,
@@ -243,7 +258,8 @@ impl DeploymentStore for SeaOrmStore {
                             d.service.clone().into(),
                         ],
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| second_canary(e, &d.service))?;
                 by_id(&q, res.last_insert_id()).await
             })
         })

@@ -24,6 +24,11 @@ pub fn cases() -> Vec<Case> {
             run: |s, c| Box::pin(deployment_invariants(s, c)),
         },
         Case {
+            name: "deployment_race",
+            checks: "ext-deployments",
+            run: |s, c| Box::pin(one_canary_under_concurrency(s, c)),
+        },
+        Case {
             name: "deployment_serving",
             checks: "ext-deployments",
             run: |s, c| Box::pin(deployment_serving(s, c)),
@@ -238,4 +243,28 @@ async fn deployment_serving(s: Arc<dyn Store>, clock: Arc<FakeClock>) {
     assert_eq!(got[1].stats, r#"{"calls":1}"#);
     assert_eq!(got[1].updated, Some(secs(200)));
     assert_eq!(ok("all", s.list_serving(None).await).len(), 3);
+}
+
+/// Eight deploys of one service at once: exactly one becomes the canary, the others are
+/// conflicts, whatever the backend's isolation level.
+async fn one_canary_under_concurrency(s: Arc<dyn Store>, _clock: Arc<FakeClock>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0u8..8 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            s.create_deployment(&new("Race", &[i; 16], Selection::Share(10)))
+                .await
+        });
+    }
+    let (mut won, mut conflicts) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("task") {
+            Ok(_) => won += 1,
+            Err(StoreError::Conflict(_)) => conflicts += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((won, conflicts), (1, 7));
+    let active = ok("active", s.active_deployments().await);
+    assert_eq!(active.len(), 1, "{active:?}");
 }
