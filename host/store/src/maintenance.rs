@@ -20,6 +20,61 @@ fn unix_seconds(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// A table pruned by an integer key: rows whose `time` column is before a cutoff, chosen in
+/// `order`.
+pub(crate) struct KeyedTable {
+    pub(crate) op: &'static str,
+    pub(crate) table: &'static str,
+    pub(crate) key: &'static str,
+    pub(crate) time: &'static str,
+    pub(crate) order: &'static str,
+}
+
+const CONTACTS: KeyedTable = KeyedTable {
+    op: "prune_contacts",
+    table: "client_contacts",
+    key: "client_contact_id",
+    time: "time",
+    order: "client_contact_id",
+};
+
+/// Deletes at most `limit` rows of `t` older than `cutoff` (in the time column's unit), in one
+/// transaction: the keys are picked first, then exactly those rows are deleted.
+pub(crate) async fn prune_by_key(
+    s: &SeaOrmStore,
+    t: &'static KeyedTable,
+    cutoff: i64,
+    limit: usize,
+) -> Result<u64> {
+    s.tx(t.op, move |tx| {
+        Box::pin(async move {
+            let q = tx.q();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} < ? ORDER BY {} LIMIT ?",
+                t.key, t.table, t.time, t.order
+            );
+            let mut ids: Vec<Value> = Vec::new();
+            for r in q
+                .all(&sql, vec![cutoff.into(), to_i64(limit as u64).into()])
+                .await?
+            {
+                ids.push(q.row(&r).i64(0)?.into());
+            }
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            let sql = format!(
+                "DELETE FROM {} WHERE {} IN ({})",
+                t.table,
+                t.key,
+                placeholders(ids.len())
+            );
+            Ok(q.exec(&sql, ids).await?.rows_affected())
+        })
+    })
+    .await
+}
+
 #[async_trait]
 impl MaintenanceStore for SeaOrmStore {
     async fn pending_counts(&self) -> Result<PendingCounts> {
@@ -37,30 +92,7 @@ impl MaintenanceStore for SeaOrmStore {
     }
 
     async fn prune_contacts(&self, before: SystemTime, limit: usize) -> Result<u64> {
-        let cutoff = unix_nanos(before);
-        self.tx("prune_contacts", move |tx| {
-            Box::pin(async move {
-                let q = tx.q();
-                let sql = "SELECT client_contact_id FROM client_contacts WHERE time < ? \
-                           ORDER BY client_contact_id LIMIT ?";
-                let mut ids: Vec<Value> = Vec::new();
-                for r in q
-                    .all(sql, vec![cutoff.into(), to_i64(limit as u64).into()])
-                    .await?
-                {
-                    ids.push(q.row(&r).i64(0)?.into());
-                }
-                if ids.is_empty() {
-                    return Ok(0);
-                }
-                let sql = format!(
-                    "DELETE FROM client_contacts WHERE client_contact_id IN ({})",
-                    placeholders(ids.len())
-                );
-                Ok(q.exec(&sql, ids).await?.rows_affected())
-            })
-        })
-        .await
+        prune_by_key(self, &CONTACTS, unix_nanos(before), limit).await
     }
 
     async fn prune_messages(&self, before: SystemTime, limit: usize) -> Result<u64> {

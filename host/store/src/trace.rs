@@ -9,7 +9,8 @@ use fleetgate_types::time::{from_unix_micros, unix_micros};
 use sea_orm::Value;
 
 use crate::api::{Result, TraceRecord, TraceStore};
-use crate::db::{CHUNK, placeholders, row_placeholders, to_i64};
+use crate::db::{CHUNK, row_placeholders};
+use crate::maintenance::{KeyedTable, prune_by_key};
 use crate::store::SeaOrmStore;
 
 /// Columns per row of an insert.
@@ -69,29 +70,13 @@ impl TraceStore for SeaOrmStore {
     }
 
     async fn prune_trace(&self, before: SystemTime, limit: usize) -> Result<u64> {
-        let cutoff = unix_micros(before);
-        self.tx("prune_trace", move |tx| {
-            Box::pin(async move {
-                let q = tx.q();
-                let sql = "SELECT id FROM fleetgate_message_trace WHERE time_micros < ? \
-                           ORDER BY time_micros LIMIT ?";
-                let mut ids: Vec<Value> = Vec::new();
-                for r in q
-                    .all(sql, vec![cutoff.into(), to_i64(limit as u64).into()])
-                    .await?
-                {
-                    ids.push(q.row(&r).i64(0)?.into());
-                }
-                if ids.is_empty() {
-                    return Ok(0);
-                }
-                let sql = format!(
-                    "DELETE FROM fleetgate_message_trace WHERE id IN ({})",
-                    placeholders(ids.len())
-                );
-                Ok(q.exec(&sql, ids).await?.rows_affected())
-            })
-        })
-        .await
+        const TRACE: KeyedTable = KeyedTable {
+            op: "prune_trace",
+            table: "fleetgate_message_trace",
+            key: "id",
+            time: "time_micros",
+            order: "time_micros",
+        };
+        prune_by_key(self, &TRACE, unix_micros(before), limit).await
     }
 }
